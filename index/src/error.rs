@@ -1,0 +1,11 @@
+/// Errors from decoding index files and persisting them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// The bytes are not a valid index file of a version this build reads.
+    #[error("index file is malformed: {0}")]
+    Malformed(String),
+    /// Writing a finished index file through the sink failed.
+    #[error("saving index file failed: {0}")]
+    Sink(#[source] crate::master::SinkError),
+}

@@ -1,0 +1,26 @@
+//! Blob ids, index files and the in-memory master index of an arch repository.
+//!
+//! This crate does no I/O. The [`MasterIndex`] persists finished index files
+//! through the [`IndexSink`] trait, which the repository crate implements by
+//! sealing and uploading them.
+//!
+//! ```
+//! use arch_index::{BlobId, BlobType, MasterIndex};
+//! let index = MasterIndex::new(Default::default());
+//! let id = BlobId::hash(b"hello");
+//! // The first saver of a blob is told to store it; everyone else is not.
+//! assert!(index.add_pending(BlobType::Data, id));
+//! assert!(!index.add_pending(BlobType::Data, id));
+//! ```
+
+mod blob;
+mod error;
+mod id;
+mod index_file;
+mod master;
+
+pub use blob::{BlobLocation, BlobType, Compression, PackedBlob};
+pub use error::IndexError;
+pub use id::{BlobId, Id, PackId};
+pub use index_file::{IndexFile, PackEntry, MAX_INDEX_ENTRIES};
+pub use master::{IndexSink, MasterIndex, MasterIndexOptions, SinkError};

@@ -1,0 +1,405 @@
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::blob::{BlobLocation, BlobType, Compression, PackedBlob};
+use crate::error::IndexError;
+use crate::id::{BlobId, Id, PackId};
+use crate::index_file::{IndexFile, PackEntry};
+
+/// The error type an [`IndexSink`] returns.
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where a [`MasterIndex`] writes finished index files.
+pub trait IndexSink: Send + Sync {
+    /// Durably stores `file` and returns its id. When this returns `Ok` the
+    /// file must survive a crash of the calling process.
+    fn save_index(&self, file: &IndexFile) -> Result<Id, SinkError>;
+}
+
+/// Tuning for [`MasterIndex`]. Zero means "use the default".
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct MasterIndexOptions {
+    /// An open index file is written once it lists this many blobs.
+    /// Default 50,000: about 2.3 MB before compression, small enough to
+    /// rewrite cheaply and large enough that a big repository has few files.
+    pub max_blobs_per_file: usize,
+    /// An open index file is also written once it is this old, so a long
+    /// backup that is killed loses at most this much indexing work.
+    /// Default 5 minutes.
+    pub max_age: Duration,
+}
+
+impl MasterIndexOptions {
+    /// Sets [`MasterIndexOptions::max_blobs_per_file`].
+    pub fn max_blobs_per_file(mut self, n: usize) -> Self {
+        self.max_blobs_per_file = n;
+        self
+    }
+    /// Sets [`MasterIndexOptions::max_age`].
+    pub fn max_age(mut self, d: Duration) -> Self {
+        self.max_age = d;
+        self
+    }
+    fn resolved(mut self) -> Self {
+        if self.max_blobs_per_file == 0 {
+            self.max_blobs_per_file = 50_000;
+        }
+        if self.max_age.is_zero() {
+            self.max_age = Duration::from_secs(300);
+        }
+        self
+    }
+}
+
+/// Where a blob lives, without the id (the map key). The pack is an index
+/// into `Inner::packs` so the 32-byte pack id is stored once per pack.
+#[derive(Clone, Copy)]
+struct Loc {
+    pack: u32,
+    offset: u32,
+    length: u32,
+    raw_length: u32,
+    compression: Compression,
+}
+
+/// Blob ids are uniformly random, so their first 8 bytes are a perfect hash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for non-Id keys; fold bytes in so it stays correct.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type IdMap<V> = HashMap<BlobId, V, BuildHasherDefault<IdHasher>>;
+type IdSet = HashSet<BlobId, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct Inner {
+    packs: Vec<PackId>,
+    pack_numbers: IdMap<u32>,
+    data: IdMap<Loc>,
+    tree: IdMap<Loc>,
+    pending_data: IdSet,
+    pending_tree: IdSet,
+    open: IndexFile,
+    open_blobs: usize,
+    open_since: Option<Instant>,
+}
+
+impl Inner {
+    fn map(&self, t: BlobType) -> &IdMap<Loc> {
+        match t {
+            BlobType::Data => &self.data,
+            BlobType::Tree => &self.tree,
+        }
+    }
+    fn pending(&mut self, t: BlobType) -> &mut IdSet {
+        match t {
+            BlobType::Data => &mut self.pending_data,
+            BlobType::Tree => &mut self.pending_tree,
+        }
+    }
+    fn pack_number(&mut self, pack: PackId) -> u32 {
+        if let Some(&n) = self.pack_numbers.get(&pack) {
+            return n;
+        }
+        let n = self.packs.len() as u32;
+        self.packs.push(pack);
+        self.pack_numbers.insert(pack, n);
+        n
+    }
+    fn insert(&mut self, pack: PackId, blobs: &[PackedBlob]) {
+        let n = self.pack_number(pack);
+        for b in blobs {
+            let loc = Loc {
+                pack: n,
+                offset: b.offset,
+                length: b.length,
+                raw_length: b.raw_length,
+                compression: b.compression,
+            };
+            match b.blob_type {
+                BlobType::Data => self.data.insert(b.id, loc),
+                BlobType::Tree => self.tree.insert(b.id, loc),
+            };
+        }
+    }
+}
+
+/// The in-memory view of every index file of a repository, plus the blobs a
+/// running backup has stored or is about to store.
+///
+/// Guarantees:
+/// - [`MasterIndex::add_pending`] is one atomic check-and-add: among any
+///   number of threads racing on the same blob, exactly one is told to store
+///   it, and none is told to store a blob that is already indexed.
+/// - [`MasterIndex::store_pack`] makes a pack's blobs visible to lookups and
+///   writes the open index file through the sink as soon as it is full, so a
+///   long backup persists its index as it goes, not only at the end.
+/// - A blob stays pending until the pack holding it is stored, so a lookup
+///   never reports a blob whose pack is not yet written.
+pub struct MasterIndex {
+    opts: MasterIndexOptions,
+    inner: RwLock<Inner>,
+    written: Mutex<Vec<Id>>,
+}
+
+impl MasterIndex {
+    /// An empty index.
+    pub fn new(opts: MasterIndexOptions) -> MasterIndex {
+        MasterIndex { opts: opts.resolved(), inner: RwLock::default(), written: Mutex::default() }
+    }
+
+    /// Adds the entries of an existing index file (read from the repository).
+    pub fn load(&self, file: &IndexFile) {
+        let mut inner = self.inner.write();
+        for p in &file.packs {
+            inner.insert(p.pack, &p.blobs);
+        }
+    }
+
+    /// Where blob `id` of type `t` is stored, if it is indexed.
+    pub fn lookup(&self, t: BlobType, id: &BlobId) -> Option<BlobLocation> {
+        let inner = self.inner.read();
+        let loc = *inner.map(t).get(id)?;
+        Some(BlobLocation {
+            pack: inner.packs[loc.pack as usize],
+            blob: PackedBlob {
+                id: *id,
+                blob_type: t,
+                offset: loc.offset,
+                length: loc.length,
+                raw_length: loc.raw_length,
+                compression: loc.compression,
+            },
+        })
+    }
+
+    /// Whether blob `id` of type `t` is indexed (pending blobs do not count).
+    pub fn contains(&self, t: BlobType, id: &BlobId) -> bool {
+        self.inner.read().map(t).contains_key(id)
+    }
+
+    /// Returns true if the caller is the first to ask for this blob and must
+    /// store it; false if it is indexed or another caller is storing it.
+    pub fn add_pending(&self, t: BlobType, id: BlobId) -> bool {
+        // Cheap shared check first: on a re-backup nearly every blob is known.
+        if self.inner.read().map(t).contains_key(&id) {
+            return false;
+        }
+        let mut inner = self.inner.write();
+        if inner.map(t).contains_key(&id) {
+            return false;
+        }
+        inner.pending(t).insert(id)
+    }
+
+    /// Number of indexed blobs of type `t`.
+    pub fn blob_count(&self, t: BlobType) -> usize {
+        self.inner.read().map(t).len()
+    }
+
+    /// Number of packs known to the index.
+    pub fn pack_count(&self) -> usize {
+        self.inner.read().packs.len()
+    }
+
+    /// Every indexed blob with its location, for check and prune.
+    pub fn all_blobs(&self) -> Vec<BlobLocation> {
+        let inner = self.inner.read();
+        let mut out = Vec::with_capacity(inner.data.len() + inner.tree.len());
+        for (t, map) in [(BlobType::Data, &inner.data), (BlobType::Tree, &inner.tree)] {
+            for (id, loc) in map.iter() {
+                out.push(BlobLocation {
+                    pack: inner.packs[loc.pack as usize],
+                    blob: PackedBlob {
+                        id: *id,
+                        blob_type: t,
+                        offset: loc.offset,
+                        length: loc.length,
+                        raw_length: loc.raw_length,
+                        compression: loc.compression,
+                    },
+                });
+            }
+        }
+        out
+    }
+
+    /// Records that `pack` is durably stored with `blobs`: they become
+    /// visible to lookups, leave the pending set and join the open index
+    /// file, which is written through `sink` if it is now full.
+    pub fn store_pack(
+        &self,
+        pack: PackId,
+        blobs: &[PackedBlob],
+        sink: &dyn IndexSink,
+    ) -> Result<(), IndexError> {
+        let full = {
+            let mut inner = self.inner.write();
+            inner.insert(pack, blobs);
+            for b in blobs {
+                inner.pending(b.blob_type).remove(&b.id);
+            }
+            inner.open.packs.push(PackEntry { pack, blobs: blobs.to_vec() });
+            inner.open_blobs += blobs.len();
+            let since = *inner.open_since.get_or_insert_with(Instant::now);
+            if inner.open_blobs >= self.opts.max_blobs_per_file || since.elapsed() >= self.opts.max_age {
+                Some(Self::take_open(&mut inner))
+            } else {
+                None
+            }
+        };
+        // Written outside the lock: savers keep deduplicating during upload.
+        if let Some(file) = full {
+            self.write(&file, sink)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the open index file if it lists anything; returns its id.
+    pub fn flush(&self, sink: &dyn IndexSink) -> Result<Option<Id>, IndexError> {
+        let file = {
+            let mut inner = self.inner.write();
+            if inner.open.packs.is_empty() {
+                return Ok(None);
+            }
+            Self::take_open(&mut inner)
+        };
+        self.write(&file, sink).map(Some)
+    }
+
+    /// Ids of the index files this instance has written, in order.
+    pub fn written_files(&self) -> Vec<Id> {
+        self.written.lock().clone()
+    }
+
+    fn take_open(inner: &mut Inner) -> IndexFile {
+        inner.open_blobs = 0;
+        inner.open_since = None;
+        std::mem::take(&mut inner.open)
+    }
+
+    fn write(&self, file: &IndexFile, sink: &dyn IndexSink) -> Result<Id, IndexError> {
+        let id = sink.save_index(file).map_err(IndexError::Sink)?;
+        self.written.lock().push(id);
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[derive(Default)]
+    struct MemSink(Mutex<Vec<IndexFile>>);
+    impl IndexSink for MemSink {
+        fn save_index(&self, file: &IndexFile) -> Result<Id, SinkError> {
+            self.0.lock().push(file.clone());
+            Ok(Id::hash(&file.encode()))
+        }
+    }
+
+    fn blob(i: u32) -> PackedBlob {
+        PackedBlob {
+            id: Id::hash(&i.to_le_bytes()),
+            blob_type: BlobType::Data,
+            offset: i * 10,
+            length: 10,
+            raw_length: 10,
+            compression: Compression::None,
+        }
+    }
+
+    #[test]
+    fn racing_savers_store_each_blob_exactly_once() {
+        let index = Arc::new(MasterIndex::new(Default::default()));
+        let winners = Arc::new(AtomicUsize::new(0));
+        let ids: Vec<BlobId> = (0..2000u32).map(|i| Id::hash(&i.to_le_bytes())).collect();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let (index, winners, ids) = (&index, &winners, &ids);
+                s.spawn(move || {
+                    for id in ids {
+                        if index.add_pending(BlobType::Data, *id) {
+                            winners.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(winners.load(Ordering::Relaxed), ids.len());
+        // Data and tree are separate name spaces.
+        assert!(index.add_pending(BlobType::Tree, ids[0]));
+    }
+
+    #[test]
+    fn stored_blobs_are_found_and_not_stored_again() {
+        let index = MasterIndex::new(Default::default());
+        let sink = MemSink::default();
+        let b = blob(1);
+        assert!(index.add_pending(BlobType::Data, b.id));
+        assert!(index.lookup(BlobType::Data, &b.id).is_none(), "pending is not indexed");
+        let pack = Id::hash(b"pack");
+        index.store_pack(pack, &[b], &sink).unwrap();
+        let loc = index.lookup(BlobType::Data, &b.id).unwrap();
+        assert_eq!((loc.pack, loc.blob), (pack, b));
+        assert!(!index.add_pending(BlobType::Data, b.id));
+        assert!(sink.0.lock().is_empty(), "not full yet");
+        assert!(index.flush(&sink).unwrap().is_some());
+        assert_eq!(sink.0.lock()[0].blob_count(), 1);
+        assert!(index.flush(&sink).unwrap().is_none(), "nothing left to flush");
+    }
+
+    #[test]
+    fn full_index_files_are_written_while_packs_are_stored() {
+        let index = MasterIndex::new(MasterIndexOptions::default().max_blobs_per_file(10));
+        let sink = MemSink::default();
+        for p in 0..25u32 {
+            let blobs: Vec<_> = (0..3).map(|i| blob(p * 3 + i)).collect();
+            index.store_pack(Id::hash(&p.to_le_bytes()), &blobs, &sink).unwrap();
+        }
+        // 75 blobs, 3 per pack, written every 10+: files of 12 blobs.
+        assert_eq!(sink.0.lock().len(), 6);
+        index.flush(&sink).unwrap();
+        let files = sink.0.lock();
+        assert_eq!(files.iter().map(IndexFile::blob_count).sum::<usize>(), 75);
+        assert_eq!(index.written_files().len(), 7);
+        // Reloading every written file reproduces the same lookups.
+        let reloaded = MasterIndex::new(Default::default());
+        for f in files.iter() {
+            reloaded.load(f);
+        }
+        for i in 0..75 {
+            let b = blob(i);
+            assert_eq!(reloaded.lookup(BlobType::Data, &b.id), index.lookup(BlobType::Data, &b.id));
+        }
+    }
+
+    #[test]
+    fn old_open_index_is_written_by_age() {
+        let index = MasterIndex::new(MasterIndexOptions::default().max_age(Duration::from_millis(1)));
+        let sink = MemSink::default();
+        index.store_pack(Id::hash(b"a"), &[blob(1)], &sink).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        index.store_pack(Id::hash(b"b"), &[blob(2)], &sink).unwrap();
+        assert_eq!(sink.0.lock().len(), 1);
+    }
+}
