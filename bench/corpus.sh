@@ -20,7 +20,7 @@
 # DEST_DIR.done exists with the current CORPUS_VERSION it is reused as is.
 set -euo pipefail
 
-CORPUS_VERSION=1
+CORPUS_VERSION=2
 MiB=$((1024 * 1024))
 
 die() { echo "corpus.sh: error: $*" >&2; exit 1; }
@@ -52,12 +52,13 @@ rm -rf "$TMP" "$STAMP"
 [[ -e $DEST ]] && rm -rf "$DEST"
 mkdir -p "$TMP"/{src,random,media,logs}
 
-# keystream SEED IV BYTES: deterministic incompressible bytes on stdout.
+# keystream SEED INDEX BYTES: deterministic incompressible bytes on stdout. Every (SEED, INDEX)
+# gets its own AES key: CTR streams that share a key and differ only in IV are the same keystream
+# shifted by a few blocks, which a deduplicating backup would (rightly) find.
 keystream() {
-    local key iv
-    key=$(printf '%064x' "$1")
-    iv=$(printf '%032x' "$2")
-    { openssl enc -aes-256-ctr -nosalt -K "$key" -iv "$iv" -in /dev/zero 2>/dev/null || true; } | head -c "$3"
+    local key
+    key=$(printf '%032x%032x' "$1" "$2")
+    { openssl enc -aes-256-ctr -nosalt -K "$key" -iv 00000000000000000000000000000000 -in /dev/zero 2>/dev/null || true; } | head -c "$3"
 }
 
 # ---------------------------------------------------------------- src/: real trees

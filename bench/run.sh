@@ -21,6 +21,7 @@
 #   ARCH_BIN=target/release/arch
 #   BENCH_KEEP=0              1: keep the last round's repositories and restores in bench/work/run
 #   BENCH_WORK=bench/work     work directory (corpus cache, runs, results)
+#   BENCH_TIMEOUT=3600        seconds after which one run is killed and counted as failed
 #
 # Exit status: 0 when every run succeeded and every restore matched; 1 otherwise.
 set -euo pipefail
@@ -36,6 +37,7 @@ SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 KEEP=${BENCH_KEEP:-0}
 WORK=${BENCH_WORK:-$BENCH_DIR/work}
 ARCH_BIN=${ARCH_BIN:-$ROOT/target/release/arch}
+TIMEOUT=${BENCH_TIMEOUT:-3600}
 
 export RESTIC_PASSWORD=bench
 export ARCH_PASSWORD=bench
@@ -46,6 +48,7 @@ say() { echo "bench: $*" >&2; }
 
 [[ $SIZE_MB =~ ^[0-9]+$ && $SIZE_MB -ge 10 ]] || die "BENCH_SIZE_MB must be an integer >= 10"
 [[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || die "BENCH_ROUNDS must be an integer >= 1"
+[[ $TIMEOUT =~ ^[0-9]+$ && $TIMEOUT -ge 1 ]] || die "BENCH_TIMEOUT must be an integer >= 1"
 case $ONLY in both) TOOLS=(arch restic) ;; arch) TOOLS=(arch) ;; restic) TOOLS=(restic) ;;
     *) die "BENCH_ONLY must be both, arch or restic" ;; esac
 case $DROP in all|restore|none) ;; *) die "BENCH_DROP_CACHES must be all, restore or none" ;; esac
@@ -99,21 +102,23 @@ export RESTIC_CACHE_DIR="$RUN/restic-cache"
 echo "timestamp,round,tool,phase,wall_s,max_rss_kib,user_s,sys_s,exit_code,repo_bytes,corpus_bytes,page_cache,verify" > "$CSV"
 
 CACHE_STATE=cold   # becomes "warm" as soon as one drop fails
-drop_caches() {
-    if ! { sync && echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null; then
-        if [[ $CACHE_STATE != warm ]]; then
-            say "cannot drop the page cache (not root, or in a container): page cache: warm"
-        fi
-        CACHE_STATE=warm
-        return 0
+drop_caches() { # -> 0 when the page cache was dropped
+    if { sync && echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null; then return 0; fi
+    if [[ $CACHE_STATE != warm ]]; then
+        say "cannot drop the page cache (not root, or in a container): page cache: warm"
     fi
+    CACHE_STATE=warm
+    return 1
 }
-phase_cache() { # PHASE -> cold|warm for this run
+prepare_cache() { # PHASE -> sets M_CACHE to cold|warm for the coming run
+    M_CACHE=warm
     case $DROP in
-        all) [[ $1 == backup* || $1 == restore ]] && { drop_caches; echo "$CACHE_STATE"; return; } ;;
-        restore) [[ $1 == restore ]] && { drop_caches; echo "$CACHE_STATE"; return; } ;;
+        all) [[ $1 == backup* || $1 == restore ]] || return 0 ;;
+        restore) [[ $1 == restore ]] || return 0 ;;
+        none) return 0 ;;
     esac
-    echo warm
+    if drop_caches; then M_CACHE=cold; fi
+    return 0
 }
 
 FAILURES=0
@@ -124,34 +129,36 @@ MISMATCHES=0
 measure() {
     local round=$1 tool=$2 phase=$3
     shift 3
-    local tfile="$RUN/time.out" log="$LOGDIR/r$round-$tool-$phase.log" cache
-    cache=$(phase_cache "$phase")
-    [[ $cache == warm && $CACHE_STATE == warm ]] && cache=warm
+    local tfile="$RUN/time.out" log="$LOGDIR/r$round-$tool-$phase.log"
+    prepare_cache "$phase"
     M_RC=0
-    /usr/bin/time -f "%e %M %U %S" -o "$tfile" "$@" > "$log" 2>&1 || M_RC=$?
-    read -r M_WALL M_RSS M_USR M_SYS < <(tail -n 1 "$tfile")
-    M_CACHE=$cache
+    rm -f "$tfile"
+    # timeout(1) is the direct child; GNU time still reports the peak RSS of the tool under it.
+    /usr/bin/time -f "%e %M %U %S" -o "$tfile" timeout -k 30 "$TIMEOUT" "$@" > "$log" 2>&1 < /dev/null || M_RC=$?
+    M_WALL=NA M_RSS=0 M_USR=NA M_SYS=NA
+    if [[ -s $tfile ]]; then read -r M_WALL M_RSS M_USR M_SYS < <(tail -n 1 "$tfile") || true; fi
+    [[ $M_RC -ne 0 || $M_WALL != NA ]] || M_RC=255
     if [[ $M_RC -ne 0 ]]; then
         FAILURES=$((FAILURES + 1))
-        echo "bench: !!!!! $tool $phase FAILED (exit $M_RC) in round $round; last lines of $log:" >&2
+        local why="exit $M_RC"
+        [[ $M_RC -eq 124 || $M_RC -eq 137 ]] && why="TIMED OUT after ${TIMEOUT}s"
+        echo "bench: !!!!! $tool $phase FAILED ($why) in round $round; last lines of $log:" >&2
         tail -n 15 "$log" | sed 's/^/bench:   | /' >&2
+    fi
+}
+# check_repo TOOL PHASE REPO: a run that exited 0 but left no repository counts as failed.
+check_repo() {
+    if [[ $M_RC -eq 0 && ! -d $3 ]]; then
+        M_RC=254
+        FAILURES=$((FAILURES + 1))
+        echo "bench: !!!!! $1 $2 exited 0 but left no repository at $3 (counted as failed)" >&2
     fi
 }
 csv_row() { # ROUND TOOL PHASE REPO_BYTES VERIFY
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ),$1,$2,$3,$M_WALL,$M_RSS,$M_USR,$M_SYS,$M_RC,$4,$CORPUS_BYTES,$M_CACHE,$5" >> "$CSV"
 }
-repo_bytes() { du -sb "$1" 2>/dev/null | cut -f1; }
+repo_bytes() { { du -sb "$1" 2>/dev/null || true; } | cut -f1; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
-
-tool_init() { # TOOL REPO
-    case $1 in
-        arch) "$ARCH_BIN" init --repo "$2" ;;
-        restic) restic init --repo "$2" ;;
-    esac
-}
-tool_cmd() { # TOOL PHASE REPO [TARGET] -> prints nothing, runs via measure
-    :
-}
 
 verify_restore() { # TOOL TARGET -> echoes ok|MISMATCH
     local tool=$1 target=$2 restored difflog="$LOGDIR/diff-$1-r$3.log"
@@ -175,7 +182,11 @@ verify_restore() { # TOOL TARGET -> echoes ok|MISMATCH
 
 # ------------------------------------------------------------------ header
 RESTIC_VERSION=$(has_tool restic && restic version 2>/dev/null | head -n 1 || echo "-")
-ARCH_VERSION=$(has_tool arch && { "$ARCH_BIN" --version 2>/dev/null | head -n 1 || echo "arch (no --version)"; } || echo "-")
+ARCH_VERSION="-"
+if has_tool arch; then
+    ARCH_VERSION=$("$ARCH_BIN" --version 2>/dev/null | head -n 1 || true)
+    [[ -n $ARCH_VERSION ]] || ARCH_VERSION="arch (no --version)"
+fi
 GIT_REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo "no commit")
 say "corpus: $CORPUS ($(mib "$CORPUS_BYTES") MiB, $CORPUS_FILES files)"
 say "tools: ${TOOLS[*]}; rounds: $ROUNDS; drop caches: $DROP; arch: $ARCH_VERSION (git $GIT_REV); restic: $RESTIC_VERSION"
@@ -192,7 +203,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
 
     for tool in "${TOOLS[@]}"; do
-        measure "$round" "$tool" init tool_init "$tool" "${REPO[$tool]}"
+        case $tool in
+            arch) measure "$round" arch init "$ARCH_BIN" init --repo "${REPO[arch]}" ;;
+            restic) measure "$round" restic init restic init --repo "${REPO[restic]}" ;;
+        esac
+        check_repo "$tool" init "${REPO[$tool]}"
         csv_row "$round" "$tool" init "$(repo_bytes "${REPO[$tool]}")" ""
     done
 
@@ -202,6 +217,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 arch) measure "$round" arch "$phase" "$ARCH_BIN" backup --quiet --repo "${REPO[arch]}" "$CORPUS" ;;
                 restic) measure "$round" restic "$phase" restic backup --quiet --repo "${REPO[restic]}" "$CORPUS" ;;
             esac
+            check_repo "$tool" "$phase" "${REPO[$tool]}"
             rb=$(repo_bytes "${REPO[$tool]}")
             csv_row "$round" "$tool" "$phase" "$rb" ""
             say "[round $round/$ROUNDS] $tool $phase: ${M_WALL}s, $(mib $((M_RSS * 1024))) MiB peak RSS, repo $(mib "$rb") MiB, exit $M_RC ($M_CACHE)"
@@ -228,11 +244,12 @@ done
 [[ $KEEP == 1 ]] || rm -rf "$RUN"
 
 # ------------------------------------------------------------------ summary
-# med TOOL PHASE COLUMN -> median over successful runs, or NA
+# med TOOL PHASE COLUMN -> median over successful (and, for restores, verified) runs, or NA
 med() {
     awk -F, -v tool="$1" -v phase="$2" -v col="$3" '
         NR == 1 { for (i = 1; i <= NF; i++) idx[$i] = i; next }
-        $idx["tool"] == tool && $idx["phase"] == phase && $idx["exit_code"] == 0 && $idx[col] != "" { print $idx[col] }
+        $idx["tool"] == tool && $idx["phase"] == phase && $idx["exit_code"] == 0 && $idx[col] != "" &&
+            ($idx["verify"] == "" || $idx["verify"] == "ok") { print $idx[col] }
     ' "$CSV" | sort -g | awk '{ a[NR] = $1 } END {
         if (NR == 0) print "NA"
         else if (NR % 2) print a[(NR + 1) / 2]
@@ -275,9 +292,9 @@ mbps() { awk -v t="$1" -v b="$CORPUS_BYTES" 'BEGIN { if (t == "NA" || t + 0 == 0
         printf '%-30s %12s %12s %8s\n' "repo MiB after $phase" "$(fmt "$as" 1 1048576)" "$(fmt "$rs" 1 1048576)" "$(ratio "$as" "$rs")"
     done
     echo
-    if [[ $FAILURES -gt 0 ]]; then echo "!!!!! $FAILURES run(s) FAILED (excluded from medians); see $LOGDIR"; fi
+    if [[ $FAILURES -gt 0 ]]; then echo "!!!!! $FAILURES run(s) FAILED (excluded from medians, as are mismatched restores); see $LOGDIR"; fi
     if [[ $MISMATCHES -gt 0 ]]; then
-        echo "!!!!! $MISMATCHES restore(s) did NOT match the corpus (or failed); see $LOGDIR/diff-*.log"
+        echo "!!!!! $MISMATCHES restore(s) did NOT match the corpus or failed (excluded from medians); see $LOGDIR/diff-*.log"
     else
         echo "restore verification: all restores identical to the corpus (diff -r)"
     fi

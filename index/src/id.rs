@@ -106,3 +106,40 @@ mod tests {
         );
     }
 }
+
+/// Hex in human-readable formats (JSON), 32 raw bytes in binary ones (CBOR).
+impl serde::Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_hex())
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a 32-byte id as 64 hex characters or 32 bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Id, E> {
+                Id::from_hex(v).ok_or_else(|| E::custom("invalid hex id"))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Id, E> {
+                match <[u8; 32]>::try_from(v) {
+                    Ok(a) => Ok(Id(a)),
+                    Err(_) => Err(E::invalid_length(v.len(), &self)),
+                }
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(V)
+        } else {
+            d.deserialize_bytes(V)
+        }
+    }
+}

@@ -1,1 +1,36 @@
+//! Storage, crypto and object formats of an arch repository.
+//!
+//! A [`Repository`] sits on a [`Backend`] (today [`LocalBackend`]); it seals
+//! every object with a per-repository master key ([`Key`], wrapped per
+//! password in a [`KeyFile`]), writes blobs into packs ([`PackWriter`],
+//! [`BlobEncoder`]) and keeps the [`arch_index::MasterIndex`] of where every
+//! blob lives. Trees and snapshots are the metadata a backup leaves behind.
+//! The on-disk format is specified in docs/FORMAT.md.
 
+mod backend;
+mod blob_codec;
+mod chunker;
+mod config;
+mod crypto;
+mod error;
+mod hex;
+mod key_file;
+mod local;
+mod object;
+mod pack;
+mod repo;
+mod snapshot;
+mod tree;
+
+pub use backend::{Backend, FileInfo, FileKind};
+pub use blob_codec::{decode_blob, BlobEncoder};
+pub use chunker::Chunker;
+pub use config::{ChunkerParams, Config, InitOptions, FORMAT_VERSION};
+pub use crypto::{AuthError, Key, SEAL_OVERHEAD};
+pub use error::{BackendError, RepoError};
+pub use key_file::{KdfParams, KeyFile};
+pub use local::LocalBackend;
+pub use pack::{decode_pack_header, parse_pack, FinishedPack, PackWriter};
+pub use repo::{hostname, username, Repository};
+pub use snapshot::{Snapshot, SnapshotSummary};
+pub use tree::{Node, NodeKind, Timestamp, Tree, Xattr};

@@ -1,0 +1,108 @@
+use std::fmt;
+
+use crate::error::BackendError;
+
+/// The kinds of objects a repository stores. Each maps to a folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// The single `config` object.
+    Config,
+    /// `keys/<id>`: password-wrapped master keys.
+    Key,
+    /// `snapshots/<id>`.
+    Snapshot,
+    /// `index/<id>`.
+    Index,
+    /// `data/<2 hex>/<id>`: pack files.
+    Pack,
+    /// `locks/<id>`.
+    Lock,
+}
+
+impl FileKind {
+    /// Every kind, in the order `init` creates their folders.
+    pub const ALL: [FileKind; 6] = [
+        FileKind::Config,
+        FileKind::Key,
+        FileKind::Snapshot,
+        FileKind::Index,
+        FileKind::Pack,
+        FileKind::Lock,
+    ];
+
+    /// Folder name (or file name for config) inside the repository.
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileKind::Config => "config",
+            FileKind::Key => "keys",
+            FileKind::Snapshot => "snapshots",
+            FileKind::Index => "index",
+            FileKind::Pack => "data",
+            FileKind::Lock => "locks",
+        }
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Config => "config",
+            FileKind::Key => "key",
+            FileKind::Snapshot => "snapshot",
+            FileKind::Index => "index",
+            FileKind::Pack => "pack",
+            FileKind::Lock => "lock",
+        })
+    }
+}
+
+/// A stored object's name and size, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The object's name (64 hex characters, or "config").
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Storage for a repository's objects.
+///
+/// The contract, which every backend (local, S3, SFTP, REST) must honour:
+///
+/// - Objects are whole and written once. [`Backend::create`] stores all of
+///   `data` under a name or fails; a reader never sees a partial object, and
+///   a name is never rewritten with different content (content-addressed
+///   names make a second create of the same name harmless; backends may
+///   return `AlreadyExists` or succeed).
+/// - Durability: when `create` returns `Ok`, the object survives a crash of
+///   this process and of the machine (local: data and directory fsynced).
+/// - [`Backend::read_range`] returns exactly the requested bytes or an error
+///   (`ShortRead` if the object is shorter).
+/// - [`Backend::list`] returns every object of a kind that was fully created
+///   before the call started; it never lists temporary files.
+/// - [`Backend::delete`] of a missing object is an error (`NotFound`).
+/// - All methods are safe to call from many threads at once.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// A human-readable location, used in messages.
+    fn location(&self) -> &str;
+    /// Whether a repository exists here (its config object is present).
+    fn exists(&self) -> Result<bool, BackendError>;
+    /// Prepares an empty location to hold a repository (folders, buckets).
+    fn create_layout(&self) -> Result<(), BackendError>;
+    /// Stores a whole object; see the trait docs for the guarantees.
+    fn create(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
+    /// Reads a whole object.
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError>;
+    /// Reads `length` bytes at `offset`.
+    fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, BackendError>;
+    /// Lists every object of a kind.
+    fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError>;
+    /// Deletes an object.
+    fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError>;
+}

@@ -1,0 +1,130 @@
+use arch_index::Id;
+use serde::{Deserialize, Serialize};
+
+use crate::error::RepoError;
+use crate::key_file::KdfParams;
+
+/// The current repository format version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Content-defined chunking parameters. The seed is secret (the config is
+/// sealed), so chunk boundaries do not fingerprint content across
+/// repositories.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    /// Smallest chunk, bytes.
+    pub min_size: u32,
+    /// Target average chunk, bytes.
+    pub avg_size: u32,
+    /// Largest chunk, bytes.
+    pub max_size: u32,
+    /// Secret gear-table seed.
+    pub seed: u64,
+}
+
+/// The repository's sealed `config` object. Written once by `init`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Format version; readers refuse versions they do not know.
+    pub version: u32,
+    /// Random repository id.
+    pub id: Id,
+    /// Chunker parameters.
+    pub chunker: ChunkerParams,
+    /// zstd level for blobs and metadata.
+    pub compression_level: i32,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+}
+
+/// Options for creating a repository. Zero means the default, documented
+/// on each setter.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct InitOptions {
+    /// zstd level.
+    pub compression_level: i32,
+    /// Target pack size.
+    pub pack_size: u32,
+    /// Chunk size bounds (min, avg, max).
+    pub chunk_sizes: Option<(u32, u32, u32)>,
+    /// Key derivation cost.
+    pub kdf: Option<KdfParams>,
+}
+
+impl InitOptions {
+    /// zstd level 1..=19. Default 3: on text it compresses about as well as
+    /// level 6 at twice the speed, and it is zstd's own default.
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.compression_level = level;
+        self
+    }
+    /// Target pack size in bytes (1 MiB ..= 1 GiB). Default 16 MiB: big
+    /// enough for sequential writes and few files, small enough that a
+    /// failed upload or a repack is cheap.
+    pub fn pack_size(mut self, bytes: u32) -> Self {
+        self.pack_size = bytes;
+        self
+    }
+    /// Chunk sizes. Default 512 KiB / 1 MiB / 8 MiB, as restic: fewer,
+    /// larger chunks keep the index small at little dedup cost.
+    pub fn chunk_sizes(mut self, min: u32, avg: u32, max: u32) -> Self {
+        self.chunk_sizes = Some((min, avg, max));
+        self
+    }
+    /// Argon2id cost for the first key. Default: [`KdfParams::default`].
+    pub fn kdf(mut self, params: KdfParams) -> Self {
+        self.kdf = Some(params);
+        self
+    }
+
+    pub(crate) fn build_config(&self) -> Result<Config, RepoError> {
+        let (min, avg, max) = self.chunk_sizes.unwrap_or((512 << 10, 1 << 20, 8 << 20));
+        let pack_size = if self.pack_size == 0 { 16 << 20 } else { self.pack_size };
+        let level = if self.compression_level == 0 { 3 } else { self.compression_level };
+        let mut seed = [0u8; 8];
+        crate::crypto::fill_random(&mut seed);
+        let mut id = [0u8; 32];
+        crate::crypto::fill_random(&mut id);
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: Id(id),
+            chunker: ChunkerParams { min_size: min, avg_size: avg, max_size: max, seed: u64::from_le_bytes(seed) },
+            compression_level: level,
+            pack_size,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// Checks every field is in the range this build supports.
+    pub fn validate(&self) -> Result<(), RepoError> {
+        if self.version != FORMAT_VERSION {
+            return Err(RepoError::UnsupportedVersion { what: "repository config".into(), version: self.version });
+        }
+        let c = &self.chunker;
+        let ok = (64..=1 << 20).contains(&c.min_size)
+            && (256..=4 << 20).contains(&c.avg_size)
+            && (1024..=16 << 20).contains(&c.max_size)
+            && c.min_size <= c.avg_size
+            && c.avg_size <= c.max_size
+            && c.min_size % 2 == 0
+            && c.avg_size % 2 == 0
+            && c.max_size % 2 == 0;
+        if !ok {
+            return Err(RepoError::InvalidOption(format!(
+                "chunk sizes {}/{}/{} out of range (min 64..1M, avg 256..4M, max 1K..16M, even, ordered)",
+                c.min_size, c.avg_size, c.max_size
+            )));
+        }
+        if !(1..=22).contains(&self.compression_level) {
+            return Err(RepoError::InvalidOption(format!("compression level {} (1..22)", self.compression_level)));
+        }
+        if !(64 << 10..=1 << 30).contains(&self.pack_size) {
+            return Err(RepoError::InvalidOption(format!("pack size {} (64 KiB .. 1 GiB)", self.pack_size)));
+        }
+        Ok(())
+    }
+}

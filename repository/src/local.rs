@@ -1,0 +1,265 @@
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::backend::{Backend, FileInfo, FileKind};
+use crate::error::BackendError;
+
+/// A repository in a local directory.
+///
+/// Objects are written to a temporary file in the destination folder,
+/// fsynced, renamed into place and the folder fsynced, so a crash leaves
+/// either the whole object or none (at most a `.tmp-*` file, which `list`
+/// ignores). Files are created 0600 and folders 0700: a repository holds
+/// nothing readable without a key, but there is no reason to share it.
+#[derive(Debug)]
+pub struct LocalBackend {
+    root: PathBuf,
+    location: String,
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root` (which need not exist yet).
+    pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
+        let root = root.into();
+        let location = root.display().to_string();
+        LocalBackend { root, location }
+    }
+
+    /// The repository folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir_of(&self, kind: FileKind, name: &str) -> PathBuf {
+        match kind {
+            FileKind::Config => self.root.clone(),
+            FileKind::Pack => self.root.join("data").join(name.get(..2).unwrap_or("xx")),
+            _ => self.root.join(kind.dir()),
+        }
+    }
+
+    fn path_of(&self, kind: FileKind, name: &str) -> PathBuf {
+        match kind {
+            FileKind::Config => self.root.join("config"),
+            _ => self.dir_of(kind, name).join(name),
+        }
+    }
+
+    fn not_found(&self, kind: FileKind, name: &str) -> BackendError {
+        BackendError::NotFound { kind, name: name.to_string(), location: self.location.clone() }
+    }
+
+    fn io(&self, kind: FileKind, name: &str, op: &'static str, path: &Path, e: io::Error) -> BackendError {
+        if e.kind() == io::ErrorKind::NotFound {
+            self.not_found(kind, name)
+        } else {
+            BackendError::Io { op, path: path.to_path_buf(), source: e }
+        }
+    }
+}
+
+fn mkdir(path: &Path) -> Result<(), BackendError> {
+    match fs::DirBuilder::new().mode(0o700).recursive(true).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(BackendError::Io { op: "create directory", path: path.to_path_buf(), source: e }),
+    }
+}
+
+fn valid_name(kind: FileKind, name: &str) -> bool {
+    match kind {
+        FileKind::Config => name == "config",
+        _ => name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
+    }
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn exists(&self) -> Result<bool, BackendError> {
+        let p = self.root.join("config");
+        match fs::metadata(&p) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(BackendError::Io { op: "stat", path: p, source: e }),
+        }
+    }
+
+    fn create_layout(&self) -> Result<(), BackendError> {
+        mkdir(&self.root)?;
+        for kind in FileKind::ALL {
+            if kind != FileKind::Config {
+                mkdir(&self.root.join(kind.dir()))?;
+            }
+        }
+        for i in 0..=255u8 {
+            mkdir(&self.root.join("data").join(format!("{i:02x}")))?;
+        }
+        Ok(())
+    }
+
+    fn create(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
+        if !valid_name(kind, name) {
+            return Err(BackendError::Io {
+                op: "create",
+                path: self.path_of(kind, name),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "invalid object name"),
+            });
+        }
+        let dir = self.dir_of(kind, name);
+        let path = self.path_of(kind, name);
+        if path.exists() {
+            // Content-addressed objects with the same name hold the same
+            // bytes; only the config may never be replaced.
+            if kind == FileKind::Config {
+                return Err(BackendError::AlreadyExists {
+                    kind,
+                    name: name.to_string(),
+                    location: self.location.clone(),
+                });
+            }
+            return Ok(());
+        }
+        let mut rnd = [0u8; 8];
+        getrandom::fill(&mut rnd).map_err(|e| BackendError::Io {
+            op: "get random bytes for",
+            path: path.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        let tmp = dir.join(format!(".tmp-{name}-{:016x}", u64::from_le_bytes(rnd)));
+        let write = || -> io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_data()?;
+            Ok(())
+        };
+        let mut result = write();
+        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+            mkdir(&dir)?;
+            result = write();
+        }
+        if let Err(e) = result.and_then(|_| fs::rename(&tmp, &path)) {
+            let _ = fs::remove_file(&tmp);
+            return Err(BackendError::Io { op: "write", path, source: e });
+        }
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| BackendError::Io { op: "sync directory", path: dir, source: e })
+    }
+
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
+        let path = self.path_of(kind, name);
+        fs::read(&path).map_err(|e| self.io(kind, name, "read", &path, e))
+    }
+
+    fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, BackendError> {
+        let path = self.path_of(kind, name);
+        let mut f = File::open(&path).map_err(|e| self.io(kind, name, "open", &path, e))?;
+        f.seek(SeekFrom::Start(offset)).map_err(|e| self.io(kind, name, "seek", &path, e))?;
+        let mut buf = Vec::with_capacity(length as usize);
+        f.take(length).read_to_end(&mut buf).map_err(|e| self.io(kind, name, "read", &path, e))?;
+        if buf.len() as u64 != length {
+            return Err(BackendError::ShortRead {
+                kind,
+                name: name.to_string(),
+                offset,
+                want: length,
+                got: buf.len() as u64,
+            });
+        }
+        Ok(buf)
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {
+        if kind == FileKind::Config {
+            return Ok(match fs::metadata(self.root.join("config")) {
+                Ok(m) => vec![FileInfo { name: "config".into(), size: m.len() }],
+                Err(_) => vec![],
+            });
+        }
+        let top = self.root.join(kind.dir());
+        let dirs = if kind == FileKind::Pack {
+            let mut v = Vec::new();
+            for e in fs::read_dir(&top).map_err(|e| self.io(kind, "", "list", &top, e))? {
+                let e = e.map_err(|e| self.io(kind, "", "list", &top, e))?;
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    v.push(e.path());
+                }
+            }
+            v
+        } else {
+            vec![top]
+        };
+        let mut out = Vec::new();
+        for dir in dirs {
+            for e in fs::read_dir(&dir).map_err(|e| self.io(kind, "", "list", &dir, e))? {
+                let e = e.map_err(|e| self.io(kind, "", "list", &dir, e))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !valid_name(kind, &name) {
+                    continue;
+                }
+                let size = e.metadata().map_err(|err| self.io(kind, &name, "stat", &e.path(), err))?.len();
+                out.push(FileInfo { name, size });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
+        let path = self.path_of(kind, name);
+        fs::remove_file(&path).map_err(|e| self.io(kind, name, "delete", &path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn create_read_list_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        assert!(!b.exists().unwrap());
+        b.create_layout().unwrap();
+        let name = "ab".repeat(32);
+        b.create(FileKind::Pack, &name, b"hello world").unwrap();
+        assert_eq!(b.read(FileKind::Pack, &name).unwrap(), b"hello world");
+        assert_eq!(b.read_range(FileKind::Pack, &name, 6, 5).unwrap(), b"world");
+        assert!(matches!(
+            b.read_range(FileKind::Pack, &name, 6, 50),
+            Err(BackendError::ShortRead { got: 5, .. })
+        ));
+        assert_eq!(b.list(FileKind::Pack).unwrap(), vec![FileInfo { name: name.clone(), size: 11 }]);
+        let path = dir.path().join("repo/data/ab").join(&name);
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        b.delete(FileKind::Pack, &name).unwrap();
+        assert!(matches!(b.read(FileKind::Pack, &name), Err(BackendError::NotFound { .. })));
+        assert!(matches!(b.delete(FileKind::Pack, &name), Err(BackendError::NotFound { .. })));
+    }
+
+    #[test]
+    fn config_is_write_once_and_temp_files_are_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path());
+        b.create_layout().unwrap();
+        b.create(FileKind::Config, "config", b"one").unwrap();
+        assert!(matches!(
+            b.create(FileKind::Config, "config", b"two"),
+            Err(BackendError::AlreadyExists { .. })
+        ));
+        fs::write(dir.path().join("index").join(format!(".tmp-{}-1", "0".repeat(64))), b"x").unwrap();
+        assert!(b.list(FileKind::Index).unwrap().is_empty());
+        assert!(b.create(FileKind::Index, "../escape", b"x").is_err());
+    }
+}

@@ -1,0 +1,289 @@
+use std::sync::Arc;
+
+use arch_index::{BlobId, BlobLocation, BlobType, Id, IndexFile, IndexSink, MasterIndex, SinkError};
+
+use crate::backend::{Backend, FileKind};
+use crate::blob_codec::decode_blob;
+use crate::chunker::Chunker;
+use crate::config::{Config, InitOptions};
+use crate::crypto::Key;
+use crate::error::RepoError;
+use crate::key_file::{KdfParams, KeyFile};
+use crate::object::{open_object, seal_object};
+use crate::pack::FinishedPack;
+use crate::snapshot::Snapshot;
+use crate::tree::Tree;
+
+/// An open repository: its backend, master key, config and index.
+///
+/// Every object it writes is sealed with the master key and named by the
+/// blake3 of its stored bytes; every object it reads is checked against its
+/// name (where content-addressed) and authenticated before it is used.
+/// Safe to share between threads.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    key: Key,
+    config: Config,
+    index: MasterIndex,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository").field("location", &self.backend.location()).finish()
+    }
+}
+
+impl Repository {
+    /// Creates a repository at an empty location and returns it open.
+    /// The config is written last, so an interrupted init leaves no
+    /// repository (and init can simply be run again).
+    pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Repository, RepoError> {
+        if backend.exists()? {
+            return Err(RepoError::AlreadyInitialized { location: backend.location().to_string() });
+        }
+        let config = opts.build_config()?;
+        backend.create_layout()?;
+        let key = Key::generate();
+        let kf = KeyFile::create(&key, password, opts.kdf.clone().unwrap_or_default(), &hostname(), &username())?;
+        let json = serde_json::to_vec_pretty(&kf).expect("key file serializes");
+        backend.create(FileKind::Key, &Id::hash(&json).to_hex(), &json)?;
+        let sealed = seal_object(&key, &serde_json::to_vec(&config).expect("config serializes"), config.compression_level);
+        backend.create(FileKind::Config, "config", &sealed)?;
+        Ok(Repository { backend, key, config, index: MasterIndex::new(Default::default()) })
+    }
+
+    /// Opens an existing repository: finds a key file the password opens,
+    /// reads the config and loads every index file.
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository, RepoError> {
+        let location = backend.location().to_string();
+        if !backend.exists()? {
+            return Err(RepoError::NoRepository { location });
+        }
+        let mut key = None;
+        for info in backend.list(FileKind::Key)? {
+            let what = format!("key {}", &info.name[..8.min(info.name.len())]);
+            let bytes = backend.read(FileKind::Key, &info.name)?;
+            check_name(&bytes, &info.name, &what)?;
+            let kf: KeyFile =
+                serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt(what.clone(), e.to_string()))?;
+            if let Some(k) = kf.open(password, &what)? {
+                key = Some(k);
+                break;
+            }
+        }
+        let key = key.ok_or(RepoError::WrongPassword { location })?;
+        let sealed = backend.read(FileKind::Config, "config")?;
+        let plain = open_object(&key, &sealed, "config")?;
+        let config: Config =
+            serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt("config", e.to_string()))?;
+        config.validate()?;
+        let repo = Repository { backend, key, config, index: MasterIndex::new(Default::default()) };
+        repo.load_index()?;
+        Ok(repo)
+    }
+
+    /// Replaces the master index's options (before a backup starts); the
+    /// loaded entries are kept by reloading.
+    pub fn set_index_options(&mut self, opts: arch_index::MasterIndexOptions) -> Result<(), RepoError> {
+        self.index = MasterIndex::new(opts);
+        self.load_index()
+    }
+
+    fn load_index(&self) -> Result<(), RepoError> {
+        for info in self.backend.list(FileKind::Index)? {
+            let id = Id::from_hex(&info.name).expect("backend lists valid names");
+            let plain = self.load_object(FileKind::Index, &id)?;
+            let file = IndexFile::decode(&plain)
+                .map_err(|e| RepoError::corrupt(format!("index {}", id.short()), e.to_string()))?;
+            self.index.load(&file);
+        }
+        Ok(())
+    }
+
+    /// The storage backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// The repository config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The master index (every stored blob, plus pending ones of a running backup).
+    pub fn index(&self) -> &MasterIndex {
+        &self.index
+    }
+
+    /// A chunker with this repository's secret parameters.
+    pub fn chunker(&self) -> Chunker {
+        Chunker::new(self.config.chunker.clone())
+    }
+
+    /// Adds a key file for another password.
+    pub fn add_key(&self, password: &[u8], params: KdfParams) -> Result<Id, RepoError> {
+        let kf = KeyFile::create(&self.key, password, params, &hostname(), &username())?;
+        let json = serde_json::to_vec_pretty(&kf).expect("key file serializes");
+        let id = Id::hash(&json);
+        self.backend.create(FileKind::Key, &id.to_hex(), &json)?;
+        Ok(id)
+    }
+
+    /// Seals and stores a metadata object; returns its id.
+    pub fn save_object(&self, kind: FileKind, payload: &[u8]) -> Result<Id, RepoError> {
+        let sealed = seal_object(&self.key, payload, self.config.compression_level);
+        let id = Id::hash(&sealed);
+        self.backend.create(kind, &id.to_hex(), &sealed)?;
+        Ok(id)
+    }
+
+    /// Reads, verifies and opens a metadata object.
+    pub fn load_object(&self, kind: FileKind, id: &Id) -> Result<Vec<u8>, RepoError> {
+        let what = format!("{kind} {}", id.short());
+        let bytes = self.backend.read(kind, &id.to_hex())?;
+        check_name(&bytes, &id.to_hex(), &what)?;
+        open_object(&self.key, &bytes, &what)
+    }
+
+    /// Stores a pack, then records it in the index (which may write a full
+    /// index file). This order is the crash-safety rule: an index never
+    /// lists a pack that is not stored.
+    pub fn save_pack(&self, pack: &FinishedPack) -> Result<(), RepoError> {
+        self.backend.create(FileKind::Pack, &pack.id.to_hex(), &pack.data)?;
+        self.index.store_pack(pack.id, &pack.blobs, self)?;
+        Ok(())
+    }
+
+    /// Writes the open index file, if any. Call after the last pack and
+    /// before the snapshot that needs it.
+    pub fn flush_index(&self) -> Result<Option<Id>, RepoError> {
+        Ok(self.index.flush(self)?)
+    }
+
+    /// Stores a snapshot; returns its id.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id, RepoError> {
+        let json = serde_json::to_vec(snap).expect("snapshot serializes");
+        self.save_object(FileKind::Snapshot, &json)
+    }
+
+    /// Loads one snapshot.
+    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot, RepoError> {
+        let plain = self.load_object(FileKind::Snapshot, id)?;
+        serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(format!("snapshot {}", id.short()), e.to_string()))
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn list_snapshots(&self) -> Result<Vec<(Id, Snapshot)>, RepoError> {
+        let mut out = Vec::new();
+        for info in self.backend.list(FileKind::Snapshot)? {
+            let id = Id::from_hex(&info.name).expect("backend lists valid names");
+            out.push((id, self.load_snapshot(&id)?));
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Resolves "latest" or a unique id prefix (at least 4 hex characters).
+    pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot), RepoError> {
+        if spec == "latest" {
+            return self.list_snapshots()?.pop().ok_or_else(|| {
+                RepoError::SnapshotSelection(format!("no snapshots in {}", self.backend.location()))
+            });
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        if spec_l.len() < 4 || spec_l.len() > 64 || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RepoError::SnapshotSelection(format!(
+                "snapshot {spec:?}: give 'latest' or at least 4 hex characters of a snapshot id"
+            )));
+        }
+        let matches: Vec<String> = self
+            .backend
+            .list(FileKind::Snapshot)?
+            .into_iter()
+            .map(|i| i.name)
+            .filter(|n| n.starts_with(&spec_l))
+            .collect();
+        match matches.as_slice() {
+            [one] => {
+                let id = Id::from_hex(one).expect("valid name");
+                Ok((id, self.load_snapshot(&id)?))
+            }
+            [] => Err(RepoError::SnapshotSelection(format!(
+                "no snapshot matches {spec:?} in {}; 'arch snapshots' lists them",
+                self.backend.location()
+            ))),
+            many => Err(RepoError::SnapshotSelection(format!(
+                "snapshot prefix {spec:?} is ambiguous ({} matches); give more characters",
+                many.len()
+            ))),
+        }
+    }
+
+    /// Reads, verifies and returns one blob's plaintext.
+    pub fn read_blob(&self, t: BlobType, id: &BlobId) -> Result<Vec<u8>, RepoError> {
+        let loc = self.locate(t, id)?;
+        let sealed = self.backend.read_range(
+            FileKind::Pack,
+            &loc.pack.to_hex(),
+            u64::from(loc.blob.offset),
+            u64::from(loc.blob.length),
+        )?;
+        decode_blob(&self.key, &loc, &sealed)
+    }
+
+    /// Where a blob is stored, or [`RepoError::BlobNotIndexed`].
+    pub fn locate(&self, t: BlobType, id: &BlobId) -> Result<BlobLocation, RepoError> {
+        self.index.lookup(t, id).ok_or(RepoError::BlobNotIndexed {
+            kind: match t {
+                BlobType::Data => "data",
+                BlobType::Tree => "tree",
+            },
+            id: *id,
+        })
+    }
+
+    /// Loads and decodes a tree blob.
+    pub fn load_tree(&self, id: &BlobId) -> Result<Tree, RepoError> {
+        let bytes = self.read_blob(BlobType::Tree, id)?;
+        Tree::decode(&bytes, || format!("tree {}", id.short()))
+    }
+}
+
+impl IndexSink for Repository {
+    fn save_index(&self, file: &IndexFile) -> Result<Id, SinkError> {
+        Ok(self.save_object(FileKind::Index, &file.encode())?)
+    }
+}
+
+fn check_name(bytes: &[u8], name: &str, what: &str) -> Result<(), RepoError> {
+    if Id::hash(bytes).to_hex() != name {
+        return Err(RepoError::corrupt(what, "content does not match its name (file damaged or replaced)"));
+    }
+    Ok(())
+}
+
+/// This machine's host name, or "" if it has none.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for buf.len() bytes; gethostname NUL-terminates
+    // on success when the name fits.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The current user's name from $USER, or the numeric uid.
+pub fn username() -> String {
+    std::env::var("USER").unwrap_or_else(|_| {
+        // SAFETY: getuid cannot fail.
+        unsafe { libc::getuid() }.to_string()
+    })
+}
