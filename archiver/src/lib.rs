@@ -1,1 +1,60 @@
+//! The backup and restore engine of arch, and the library's front door.
+//!
+//! Open or create a [`Repository`], run a [`Backup`] with options, a
+//! [`Progress`] sink, an [`ErrorPolicy`] and a `CancellationToken`, list
+//! snapshots, and [`Restore`] one.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arch_archiver::{Backup, InitOptions, KdfParams, LocalBackend, Repository, Restore};
+//!
+//! let tmp = tempfile::tempdir()?;
+//! let source = tmp.path().join("source");
+//! std::fs::create_dir_all(source.join("docs"))?;
+//! std::fs::write(source.join("docs/hello.txt"), b"hello, world")?;
+//!
+//! // Create a repository (a cheap key derivation keeps the example fast).
+//! let backend = Arc::new(LocalBackend::new(tmp.path().join("repo")));
+//! let opts = InitOptions::default().kdf(KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 });
+//! let repo = Repository::init(backend, b"secret", &opts)?;
+//!
+//! // Back up, list, restore.
+//! let result = Backup::new(&repo, [&source]).run()?;
+//! assert_eq!(repo.list_snapshots()?.len(), 1);
+//! let target = tmp.path().join("restored");
+//! Restore::new(&repo, &result.snapshot, &target).run()?;
+//! let restored = target.join(source.strip_prefix("/")?).join("docs/hello.txt");
+//! assert_eq!(std::fs::read(restored)?, b"hello, world");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+mod backup;
+mod blob_saver;
+mod context;
+mod dir_state;
+mod error;
+mod file_saver;
+mod metadata;
+mod options;
+mod policy;
+mod progress;
+mod restore;
+mod scanner;
+mod scope;
+mod stats;
+mod tree_saver;
+mod uploader;
+
+pub use arch_index::{BlobId, BlobType, Id};
+pub use arch_repository::{
+    Backend, FileKind, InitOptions, KdfParams, LocalBackend, Node, NodeKind, RepoError, Repository, Snapshot,
+    SnapshotSummary, Tree,
+};
+pub use backup::{Backup, BackupResult};
+pub use context::Warning;
+pub use error::ArchiveError;
+pub use options::BackupOptions;
+pub use policy::{AbortOnError, Decision, ErrorPolicy, SkipErrors};
+pub use progress::{NoProgress, Progress};
+pub use restore::{Restore, RestoreOptions, RestoreResult};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,197 @@
+//! The backup pipeline:
+//!
+//! ```text
+//! scanner --files--> FileSaver xN --new blobs--> BlobSaver xN --packs--> Uploader xN --> MasterIndex
+//!                        |                                                ^
+//!                        +--completed dirs--> TreeSaver --tree packs------+
+//! ```
+//!
+//! Every edge is a bounded channel except "completed dirs", and the graph
+//! has no cycle, so no pool can block another into a deadlock. The dirs
+//! queue is unbounded because completion happens inside FileSaver workers,
+//! which must never wait for the TreeSaver; it holds at most one entry per
+//! directory whose last child just finished, and the TreeSaver drains it
+//! far faster than files are read.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arch_index::Id;
+use arch_repository::{hostname, username, FinishedPack, Repository, Snapshot};
+use crossbeam_channel::{bounded, unbounded};
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{Ctx, Warning};
+use crate::dir_state::DirState;
+use crate::error::ArchiveError;
+use crate::file_saver::BlobJob;
+use crate::metadata::NameCache;
+use crate::options::BackupOptions;
+use crate::policy::{ErrorPolicy, SkipErrors};
+use crate::progress::{NoProgress, Progress};
+use crate::scanner::{prepare_paths, scan, FileJob};
+use crate::scope::{guarded, Scope};
+use crate::stats::Stats;
+use crate::{blob_saver, file_saver, tree_saver, uploader};
+
+/// The outcome of a successful backup.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct BackupResult {
+    /// The new snapshot's id.
+    pub snapshot_id: Id,
+    /// The new snapshot.
+    pub snapshot: Snapshot,
+    /// Per-file problems that were skipped (the snapshot lacks those entries).
+    pub warnings: Vec<Warning>,
+    /// Regular files that were opened and read.
+    pub files_read: u64,
+}
+
+/// One backup run: configure, then [`Backup::run`].
+///
+/// Guarantees: when `run` returns `Ok`, every pack, the index listing them
+/// and the snapshot are durably stored, in that order. When it returns
+/// `Err` (an error, or cancellation through the token), no snapshot was
+/// written, every worker thread has been joined, and packs that were stored
+/// before the stop are indexed, so the next backup reuses them.
+pub struct Backup<'a> {
+    repo: &'a Repository,
+    paths: Vec<PathBuf>,
+    opts: BackupOptions,
+    progress: Arc<dyn Progress>,
+    policy: Arc<dyn ErrorPolicy>,
+    cancel: CancellationToken,
+}
+
+impl<'a> Backup<'a> {
+    /// A backup of `paths` into `repo` with default options.
+    pub fn new<P: Into<PathBuf>>(repo: &'a Repository, paths: impl IntoIterator<Item = P>) -> Backup<'a> {
+        Backup {
+            repo,
+            paths: paths.into_iter().map(Into::into).collect(),
+            opts: BackupOptions::default(),
+            progress: Arc::new(NoProgress),
+            policy: Arc::new(SkipErrors),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Sets the options.
+    pub fn options(mut self, opts: BackupOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// Sets the progress sink.
+    pub fn progress(mut self, p: Arc<dyn Progress>) -> Self {
+        self.progress = p;
+        self
+    }
+
+    /// Sets the per-file error policy (default: [`SkipErrors`]).
+    pub fn error_policy(mut self, p: Arc<dyn ErrorPolicy>) -> Self {
+        self.policy = p;
+        self
+    }
+
+    /// Sets the token that cancels the run.
+    pub fn cancel_token(mut self, t: CancellationToken) -> Self {
+        self.cancel = t;
+        self
+    }
+
+    /// Runs the backup; see the type's guarantees.
+    pub fn run(self) -> Result<BackupResult, ArchiveError> {
+        let start = Instant::now();
+        let time = self.opts.time.unwrap_or_else(|| chrono::Local::now().fixed_offset());
+        let paths = prepare_paths(&self.paths)?;
+        let scope = Scope::new(&self.cancel);
+        let ctx = Ctx {
+            repo: self.repo,
+            scope: &scope,
+            progress: &*self.progress,
+            policy: &*self.policy,
+            stats: Stats::default(),
+            names: NameCache::default(),
+            warnings: Mutex::new(Vec::new()),
+            root_tree: Mutex::new(None),
+        };
+        run_pools(&ctx, &paths, &self.opts);
+
+        // Index whatever was stored, even after an error or a cancel: the
+        // packs exist, and indexing them lets the next run reuse them.
+        let flushed = self.repo.flush_index();
+        if let Some(e) = scope.take_error() {
+            return Err(e);
+        }
+        if self.cancel.is_cancelled() {
+            return Err(ArchiveError::Cancelled);
+        }
+        flushed?;
+        let tree = ctx.root_tree.lock().take().ok_or(ArchiveError::WorkerPanic("tree saver"))?;
+        let mut tags = self.opts.tags.clone();
+        tags.sort();
+        tags.dedup();
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let snapshot = Snapshot {
+            time,
+            tree,
+            paths: paths.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+            hostname: self.opts.host.clone().unwrap_or_else(hostname),
+            username: username(),
+            uid,
+            gid,
+            tags,
+            parent: None,
+            program_version: format!("arch {}", env!("CARGO_PKG_VERSION")),
+            summary: Some(ctx.stats.summary(start.elapsed().as_secs_f64())),
+        };
+        let snapshot_id = self.repo.save_snapshot(&snapshot)?;
+        let files_read = ctx.stats.files_opened.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(BackupResult { snapshot_id, snapshot, warnings: ctx.warnings.into_inner(), files_read })
+    }
+}
+
+fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions) {
+    let (file_workers, blob_workers, upload_workers) = opts.resolved();
+    let (file_tx, file_rx) = bounded::<FileJob>(file_workers * 8);
+    let (blob_tx, blob_rx) = bounded::<BlobJob>(blob_workers * 2);
+    let (tree_tx, tree_rx) = unbounded::<Arc<DirState>>();
+    let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
+    let scope = ctx.scope;
+    std::thread::scope(|s| {
+        let watcher = s.spawn(|| scope.watch());
+        let mut workers = Vec::new();
+        for _ in 0..upload_workers {
+            let rx = pack_rx.clone();
+            workers.push(s.spawn(move || guarded(scope, "uploader", || uploader::run(ctx, &rx))));
+        }
+        for _ in 0..blob_workers {
+            let (rx, tx) = (blob_rx.clone(), pack_tx.clone());
+            workers.push(s.spawn(move || guarded(scope, "blob saver", || blob_saver::run(ctx, &rx, &tx))));
+        }
+        {
+            let tx = pack_tx.clone();
+            workers.push(s.spawn(move || guarded(scope, "tree saver", || tree_saver::run(ctx, &tree_rx, &tx))));
+        }
+        for _ in 0..file_workers {
+            let (rx, btx, ttx) = (file_rx.clone(), blob_tx.clone(), tree_tx.clone());
+            workers.push(s.spawn(move || guarded(scope, "file saver", || file_saver::run(ctx, &rx, &btx, &ttx))));
+        }
+        // Each pool now holds its own channel ends; dropping ours lets
+        // channels close as soon as the pools feeding them finish.
+        drop((pack_rx, pack_tx, blob_rx, blob_tx, file_rx));
+        guarded(scope, "scanner", || scan(ctx, paths, &opts.exclude_paths, &file_tx, &tree_tx));
+        drop((file_tx, tree_tx));
+        for w in workers {
+            // Workers catch their own panics (guarded), so join cannot fail.
+            let _ = w.join();
+        }
+        scope.finish();
+        let _ = watcher.join();
+    });
+}

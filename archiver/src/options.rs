@@ -1,0 +1,70 @@
+use std::path::PathBuf;
+
+/// Options of one backup. Zero means automatic; each default's reason is
+/// written on its setter.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct BackupOptions {
+    /// Tags recorded in the snapshot.
+    pub tags: Vec<String>,
+    /// Host name recorded in the snapshot (default: this machine's).
+    pub host: Option<String>,
+    /// Snapshot time (default: the start of the backup).
+    pub time: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Paths never backed up (e.g. the repository itself when it lies
+    /// inside a backed-up tree).
+    pub exclude_paths: Vec<PathBuf>,
+    /// Threads that read and chunk files.
+    pub file_workers: usize,
+    /// Threads that compress and seal new blobs.
+    pub blob_workers: usize,
+    /// Threads that store finished packs.
+    pub upload_workers: usize,
+}
+
+impl BackupOptions {
+    /// Adds a tag.
+    pub fn tag(mut self, t: impl Into<String>) -> Self {
+        self.tags.push(t.into());
+        self
+    }
+    /// Sets the recorded host name.
+    pub fn host(mut self, h: impl Into<String>) -> Self {
+        self.host = Some(h.into());
+        self
+    }
+    /// Sets the snapshot time.
+    pub fn time(mut self, t: chrono::DateTime<chrono::FixedOffset>) -> Self {
+        self.time = Some(t);
+        self
+    }
+    /// Never back up `p` (matched exactly, after making it absolute).
+    pub fn exclude_path(mut self, p: impl Into<PathBuf>) -> Self {
+        self.exclude_paths.push(p.into());
+        self
+    }
+    /// File reader threads. Default 2: enough to keep one read in flight
+    /// while the other thread chunks; more only helps on slow storage.
+    pub fn file_workers(mut self, n: usize) -> Self {
+        self.file_workers = n;
+        self
+    }
+    /// Compress-and-seal threads. Default: the number of CPUs, since zstd
+    /// is the dominant per-byte cost of new data.
+    pub fn blob_workers(mut self, n: usize) -> Self {
+        self.blob_workers = n;
+        self
+    }
+    /// Pack upload threads. Default 2: one pack writing while the next is
+    /// finished; remote backends will want more.
+    pub fn upload_workers(mut self, n: usize) -> Self {
+        self.upload_workers = n;
+        self
+    }
+
+    pub(crate) fn resolved(&self) -> (usize, usize, usize) {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let pick = |v: usize, d: usize| if v == 0 { d } else { v };
+        (pick(self.file_workers, 2), pick(self.blob_workers, cpus), pick(self.upload_workers, 2))
+    }
+}

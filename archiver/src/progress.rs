@@ -1,0 +1,21 @@
+use std::path::Path;
+
+/// Receives progress of a backup or restore. Every method has a no-op
+/// default, so an implementation overrides only what it shows. Methods are
+/// called from worker threads and must return quickly.
+pub trait Progress: Send + Sync {
+    /// A file (or other node) was fully processed; `bytes` is its size.
+    fn file_done(&self, _path: &Path, _bytes: u64) {}
+    /// File content was read (backup) or written (restore).
+    fn bytes_processed(&self, _n: u64) {}
+    /// A new blob was stored: plaintext and stored (sealed) sizes.
+    fn blob_stored(&self, _raw: u64, _stored: u64) {}
+    /// A per-file problem was skipped.
+    fn warning(&self, _path: &Path, _message: &str) {}
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}

@@ -1,0 +1,180 @@
+//! Walks the source paths and feeds the FileSaver; builds the directory
+//! skeleton that the TreeSaver completes.
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use arch_repository::{Node, NodeKind};
+use crossbeam_channel::Sender;
+use walkdir::WalkDir;
+
+use crate::context::Ctx;
+use crate::dir_state::DirState;
+use crate::error::ArchiveError;
+use crate::metadata::{node_from_metadata, read_xattrs};
+use crate::stats::add;
+
+/// A regular file for the FileSaver to read.
+pub(crate) struct FileJob {
+    pub(crate) path: PathBuf,
+    pub(crate) node: Node,
+    pub(crate) dir: Arc<DirState>,
+}
+
+/// Makes each path absolute with its parent resolved (the last component
+/// is kept as given, so a symlink argument is saved as a symlink), checks it
+/// exists, and drops duplicates and paths inside other given paths.
+pub(crate) fn prepare_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ArchiveError> {
+    if paths.is_empty() {
+        return Err(ArchiveError::Invalid("nothing to back up: give at least one path".into()));
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        std::fs::symlink_metadata(p).map_err(|e| ArchiveError::io("cannot back up", p, e))?;
+        let abs = match (p.parent(), p.file_name()) {
+            (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+                std::fs::canonicalize(parent).map_err(|e| ArchiveError::io("resolve", parent, e))?.join(name)
+            }
+            (_, Some(name)) if p.components().count() == 1 => std::env::current_dir()
+                .and_then(std::fs::canonicalize)
+                .map_err(|e| ArchiveError::io("resolve", ".", e))?
+                .join(name),
+            _ => std::fs::canonicalize(p).map_err(|e| ArchiveError::io("resolve", p, e))?,
+        };
+        out.push(abs);
+    }
+    out.sort();
+    out.dedup();
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for p in out {
+        if !kept.iter().any(|k| p.starts_with(k)) {
+            kept.push(p);
+        }
+    }
+    Ok(kept)
+}
+
+/// Scans `paths` (prepared). The snapshot root mirrors their absolute
+/// paths: intermediate directories get their real metadata.
+pub(crate) fn scan(
+    ctx: &Ctx<'_>,
+    paths: &[PathBuf],
+    excludes: &[PathBuf],
+    file_tx: &Sender<FileJob>,
+    tree_tx: &Sender<Arc<DirState>>,
+) -> Result<(), ArchiveError> {
+    let root = DirState::new(None, None);
+    let mut intermediates: HashMap<PathBuf, Arc<DirState>> = HashMap::new();
+    let mut order: Vec<Arc<DirState>> = Vec::new();
+    for p in paths {
+        let mut parent = Arc::clone(&root);
+        let mut cur = PathBuf::from("/");
+        for comp in p.parent().unwrap_or(Path::new("/")).components() {
+            let Component::Normal(name) = comp else { continue };
+            cur.push(name);
+            if let Some(d) = intermediates.get(&cur) {
+                parent = Arc::clone(d);
+                continue;
+            }
+            let md = std::fs::metadata(&cur).map_err(|e| ArchiveError::io("stat", &cur, e))?;
+            let mut node = node_from_metadata(name, &md, &ctx.names);
+            node.xattrs = read_xattrs(&cur);
+            let d = DirState::new(Some(node), Some(parent));
+            intermediates.insert(cur.clone(), Arc::clone(&d));
+            order.push(Arc::clone(&d));
+            parent = d;
+        }
+        walk(ctx, p, parent, excludes, file_tx, tree_tx)?;
+    }
+    // Children were created after their parents: release deepest first.
+    for d in order.iter().rev() {
+        ctx.finish_child(d, None, tree_tx)?;
+    }
+    ctx.finish_child(&root, None, tree_tx)
+}
+
+fn walk(
+    ctx: &Ctx<'_>,
+    top: &Path,
+    parent: Arc<DirState>,
+    excludes: &[PathBuf],
+    file_tx: &Sender<FileJob>,
+    tree_tx: &Sender<Arc<DirState>>,
+) -> Result<(), ArchiveError> {
+    // stack[d] is the directory holding entries of walk depth d.
+    let mut stack = vec![parent];
+    let walker = WalkDir::new(top)
+        .follow_links(false)
+        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
+        .into_iter()
+        .filter_entry(|e| !excludes.iter().any(|x| x == e.path()));
+    for entry in walker {
+        if ctx.scope.is_cancelled() {
+            return Err(ArchiveError::Cancelled);
+        }
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let path = e.path().unwrap_or(top).to_path_buf();
+                let io = e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop"));
+                ctx.file_problem(&path, &io)?;
+                continue;
+            }
+        };
+        while stack.len() > entry.depth() + 1 {
+            let done = stack.pop().expect("stack is deeper than the entry");
+            ctx.finish_child(&done, None, tree_tx)?;
+        }
+        let dir = Arc::clone(stack.last().expect("the top's parent stays on the stack"));
+        let md = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                let io = e.into_io_error().unwrap_or_else(|| std::io::Error::other("stat failed"));
+                ctx.file_problem(entry.path(), &io)?;
+                continue;
+            }
+        };
+        let mut node = node_from_metadata(entry.file_name(), &md, &ctx.names);
+        node.xattrs = read_xattrs(entry.path());
+        match node.kind {
+            NodeKind::Dir => stack.push(DirState::new(Some(node), Some(dir))),
+            NodeKind::File => {
+                dir.add_pending();
+                let job = FileJob { path: entry.into_path(), node, dir };
+                ctx.scope.send(file_tx, job)?;
+            }
+            // A socket is meaningless once its server is gone: not saved.
+            NodeKind::Socket => {}
+            NodeKind::Symlink => match std::fs::read_link(entry.path()) {
+                Ok(t) => {
+                    node.target = Some(t.as_os_str().as_bytes().to_vec());
+                    add_leaf(ctx, &dir, node, entry.path(), tree_tx)?;
+                }
+                Err(e) => ctx.file_problem(entry.path(), &e)?,
+            },
+            NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev => {
+                add_leaf(ctx, &dir, node, entry.path(), tree_tx)?
+            }
+        }
+    }
+    while stack.len() > 1 {
+        let done = stack.pop().expect("len > 1");
+        ctx.finish_child(&done, None, tree_tx)?;
+    }
+    Ok(())
+}
+
+fn add_leaf(
+    ctx: &Ctx<'_>,
+    dir: &Arc<DirState>,
+    node: Node,
+    path: &Path,
+    tree_tx: &Sender<Arc<DirState>>,
+) -> Result<(), ArchiveError> {
+    add(&ctx.stats.others, 1);
+    ctx.progress.file_done(path, 0);
+    dir.add_pending();
+    ctx.finish_child(dir, Some(node), tree_tx)
+}

@@ -1,0 +1,52 @@
+//! TreeSaver: encodes each completed directory, stores its tree blob, and
+//! reports the directory to its parent. Completing a parent happens inline
+//! in the same loop, so the TreeSaver never sends to itself.
+
+use std::sync::Arc;
+
+use arch_index::{BlobType, Id};
+use arch_repository::{BlobEncoder, FinishedPack, Tree};
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::blob_saver::Packer;
+use crate::context::Ctx;
+use crate::dir_state::DirState;
+use crate::error::ArchiveError;
+use crate::stats::add;
+
+pub(crate) fn run(
+    ctx: &Ctx<'_>,
+    dirs: &Receiver<Arc<DirState>>,
+    packs: &Sender<FinishedPack>,
+) -> Result<(), ArchiveError> {
+    let repo = ctx.repo;
+    let mut encoder = BlobEncoder::new(repo.config().compression_level)?;
+    // Tree packs are small so that they are cheap to cache and read.
+    let mut packer = Packer::new(BlobType::Tree, (repo.config().pack_size as usize).min(4 << 20));
+    while let Some(mut dir) = ctx.scope.recv(dirs) {
+        loop {
+            let tree = Tree { nodes: dir.take_children() };
+            let bytes = tree.encode();
+            let id = Id::hash(&bytes);
+            if repo.index().add_pending(BlobType::Tree, id) {
+                let stored = encoder.encode_into(repo.key(), id, &bytes, packer.writer());
+                add(&ctx.stats.blobs_added, 1);
+                add(&ctx.stats.bytes_added_raw, bytes.len() as u64);
+                ctx.progress.blob_stored(bytes.len() as u64, stored as u64);
+                packer.send_if_full(ctx, packs)?;
+            }
+            let Some(parent) = dir.parent.clone() else {
+                *ctx.root_tree.lock() = Some(id);
+                break;
+            };
+            let mut node = dir.node.lock().take().expect("a non-root directory has a node");
+            node.subtree = Some(id);
+            add(&ctx.stats.dirs, 1);
+            if !parent.finish_one(Some(node)) {
+                break;
+            }
+            dir = parent;
+        }
+    }
+    packer.send_rest(ctx, packs)
+}

@@ -1,0 +1,17 @@
+//! Uploader pool: stores finished packs and records them in the index
+//! (which writes full index files as it goes).
+
+use arch_repository::FinishedPack;
+use crossbeam_channel::Receiver;
+
+use crate::context::Ctx;
+use crate::error::ArchiveError;
+use crate::stats::add;
+
+pub(crate) fn run(ctx: &Ctx<'_>, packs: &Receiver<FinishedPack>) -> Result<(), ArchiveError> {
+    while let Some(pack) = ctx.scope.recv(packs) {
+        ctx.repo.save_pack(&pack)?;
+        add(&ctx.stats.bytes_added_stored, pack.data.len() as u64);
+    }
+    Ok(())
+}
