@@ -1,1 +1,40 @@
-fn main(){}
+//! The `arch` command line. Engine logic lives in the library crates; this
+//! binary parses arguments, finds the repository and password, shows
+//! progress, handles signals and maps errors to exit codes.
+
+mod cli;
+mod cmd_backup;
+mod cmd_init;
+mod cmd_restore;
+mod cmd_snapshots;
+mod exit;
+mod password;
+mod progress;
+mod repo;
+mod signals;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let token = signals::install();
+    let result = match &cli.command {
+        cli::Command::Init => cmd_init::run(&cli),
+        cli::Command::Backup(a) => cmd_backup::run(&cli, a, &token),
+        cli::Command::Snapshots => cmd_snapshots::run(&cli),
+        cli::Command::Restore(a) => cmd_restore::run(&cli, a, &token),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            let code = exit::code_for(&e);
+            if code == exit::INTERRUPTED {
+                eprintln!("arch: interrupted");
+            } else {
+                eprintln!("arch: {}", exit::one_line(&e));
+            }
+            code
+        }
+    };
+    std::process::exit(code);
+}

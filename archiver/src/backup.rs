@@ -68,7 +68,10 @@ pub struct Backup<'a> {
 
 impl<'a> Backup<'a> {
     /// A backup of `paths` into `repo` with default options.
-    pub fn new<P: Into<PathBuf>>(repo: &'a Repository, paths: impl IntoIterator<Item = P>) -> Backup<'a> {
+    pub fn new<P: Into<PathBuf>>(
+        repo: &'a Repository,
+        paths: impl IntoIterator<Item = P>,
+    ) -> Backup<'a> {
         Backup {
             repo,
             paths: paths.into_iter().map(Into::into).collect(),
@@ -106,7 +109,10 @@ impl<'a> Backup<'a> {
     /// Runs the backup; see the type's guarantees.
     pub fn run(self) -> Result<BackupResult, ArchiveError> {
         let start = Instant::now();
-        let time = self.opts.time.unwrap_or_else(|| chrono::Local::now().fixed_offset());
+        let time = self
+            .opts
+            .time
+            .unwrap_or_else(|| chrono::Local::now().fixed_offset());
         let paths = prepare_paths(&self.paths)?;
         let scope = Scope::new(&self.cancel);
         let ctx = Ctx {
@@ -131,7 +137,11 @@ impl<'a> Backup<'a> {
             return Err(ArchiveError::Cancelled);
         }
         flushed?;
-        let tree = ctx.root_tree.lock().take().ok_or(ArchiveError::WorkerPanic("tree saver"))?;
+        let tree = ctx
+            .root_tree
+            .lock()
+            .take()
+            .ok_or(ArchiveError::WorkerPanic("tree saver"))?;
         let mut tags = self.opts.tags.clone();
         tags.sort();
         tags.dedup();
@@ -140,7 +150,10 @@ impl<'a> Backup<'a> {
         let snapshot = Snapshot {
             time,
             tree,
-            paths: paths.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+            paths: paths
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
             hostname: self.opts.host.clone().unwrap_or_else(hostname),
             username: username(),
             uid,
@@ -151,8 +164,16 @@ impl<'a> Backup<'a> {
             summary: Some(ctx.stats.summary(start.elapsed().as_secs_f64())),
         };
         let snapshot_id = self.repo.save_snapshot(&snapshot)?;
-        let files_read = ctx.stats.files_opened.load(std::sync::atomic::Ordering::Relaxed);
-        Ok(BackupResult { snapshot_id, snapshot, warnings: ctx.warnings.into_inner(), files_read })
+        let files_read = ctx
+            .stats
+            .files_opened
+            .load(std::sync::atomic::Ordering::Relaxed);
+        Ok(BackupResult {
+            snapshot_id,
+            snapshot,
+            warnings: ctx.warnings.into_inner(),
+            files_read,
+        })
     }
 }
 
@@ -172,20 +193,30 @@ fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions) {
         }
         for _ in 0..blob_workers {
             let (rx, tx) = (blob_rx.clone(), pack_tx.clone());
-            workers.push(s.spawn(move || guarded(scope, "blob saver", || blob_saver::run(ctx, &rx, &tx))));
+            workers.push(
+                s.spawn(move || guarded(scope, "blob saver", || blob_saver::run(ctx, &rx, &tx))),
+            );
         }
         {
             let tx = pack_tx.clone();
-            workers.push(s.spawn(move || guarded(scope, "tree saver", || tree_saver::run(ctx, &tree_rx, &tx))));
+            workers.push(s.spawn(move || {
+                guarded(scope, "tree saver", || tree_saver::run(ctx, &tree_rx, &tx))
+            }));
         }
         for _ in 0..file_workers {
             let (rx, btx, ttx) = (file_rx.clone(), blob_tx.clone(), tree_tx.clone());
-            workers.push(s.spawn(move || guarded(scope, "file saver", || file_saver::run(ctx, &rx, &btx, &ttx))));
+            workers.push(s.spawn(move || {
+                guarded(scope, "file saver", || {
+                    file_saver::run(ctx, &rx, &btx, &ttx)
+                })
+            }));
         }
         // Each pool now holds its own channel ends; dropping ours lets
         // channels close as soon as the pools feeding them finish.
         drop((pack_rx, pack_tx, blob_rx, blob_tx, file_rx));
-        guarded(scope, "scanner", || scan(ctx, paths, &opts.exclude_paths, &file_tx, &tree_tx));
+        guarded(scope, "scanner", || {
+            scan(ctx, paths, &opts.exclude_paths, &file_tx, &tree_tx)
+        });
         drop((file_tx, tree_tx));
         for w in workers {
             // Workers catch their own panics (guarded), so join cannot fail.

@@ -10,7 +10,11 @@ use crate::error::ArchiveError;
 use crate::file_saver::BlobJob;
 use crate::stats::add;
 
-pub(crate) fn run(ctx: &Ctx<'_>, jobs: &Receiver<BlobJob>, packs: &Sender<FinishedPack>) -> Result<(), ArchiveError> {
+pub(crate) fn run(
+    ctx: &Ctx<'_>,
+    jobs: &Receiver<BlobJob>,
+    packs: &Sender<FinishedPack>,
+) -> Result<(), ArchiveError> {
     let repo = ctx.repo;
     let mut encoder = BlobEncoder::new(repo.config().compression_level)?;
     let mut packer = Packer::new(BlobType::Data, repo.config().pack_size as usize);
@@ -18,7 +22,8 @@ pub(crate) fn run(ctx: &Ctx<'_>, jobs: &Receiver<BlobJob>, packs: &Sender<Finish
         let stored = encoder.encode_into(repo.key(), job.id, &job.data, packer.writer());
         add(&ctx.stats.blobs_added, 1);
         add(&ctx.stats.bytes_added_raw, job.data.len() as u64);
-        ctx.progress.blob_stored(job.data.len() as u64, stored as u64);
+        ctx.progress
+            .blob_stored(job.data.len() as u64, stored as u64);
         drop(job);
         packer.send_if_full(ctx, packs)?;
     }
@@ -34,7 +39,11 @@ pub(crate) struct Packer {
 
 impl Packer {
     pub(crate) fn new(t: BlobType, target: usize) -> Packer {
-        Packer { t, target, open: None }
+        Packer {
+            t,
+            target,
+            open: None,
+        }
     }
 
     pub(crate) fn writer(&mut self) -> &mut PackWriter {
@@ -42,7 +51,11 @@ impl Packer {
         self.open.get_or_insert_with(|| PackWriter::new(t, cap))
     }
 
-    pub(crate) fn send_if_full(&mut self, ctx: &Ctx<'_>, packs: &Sender<FinishedPack>) -> Result<(), ArchiveError> {
+    pub(crate) fn send_if_full(
+        &mut self,
+        ctx: &Ctx<'_>,
+        packs: &Sender<FinishedPack>,
+    ) -> Result<(), ArchiveError> {
         if self.open.as_ref().is_some_and(|w| w.len() >= self.target) {
             self.send_rest(ctx, packs)?;
         }
@@ -51,7 +64,11 @@ impl Packer {
 
     /// Sends the open pack, if any. After a cancel the partial pack is
     /// dropped: its blobs were never indexed, so nothing refers to them.
-    pub(crate) fn send_rest(&mut self, ctx: &Ctx<'_>, packs: &Sender<FinishedPack>) -> Result<(), ArchiveError> {
+    pub(crate) fn send_rest(
+        &mut self,
+        ctx: &Ctx<'_>,
+        packs: &Sender<FinishedPack>,
+    ) -> Result<(), ArchiveError> {
         if ctx.scope.is_cancelled() {
             return Ok(());
         }

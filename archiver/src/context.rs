@@ -36,12 +36,22 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Hands a per-file problem to the policy: Ok to skip, Err to abort.
-    pub(crate) fn file_problem(&self, path: &Path, err: &std::io::Error) -> Result<(), ArchiveError> {
+    pub(crate) fn file_problem(
+        &self,
+        path: &Path,
+        err: &std::io::Error,
+    ) -> Result<(), ArchiveError> {
         match self.policy.on_error(path, err) {
-            Decision::Abort => Err(ArchiveError::Aborted { path: path.to_path_buf(), reason: err.to_string() }),
+            Decision::Abort => Err(ArchiveError::Aborted {
+                path: path.to_path_buf(),
+                reason: err.to_string(),
+            }),
             _ => {
                 self.progress.warning(path, &err.to_string());
-                self.warnings.lock().push(Warning { path: path.to_path_buf(), message: err.to_string() });
+                self.warnings.lock().push(Warning {
+                    path: path.to_path_buf(),
+                    message: err.to_string(),
+                });
                 Ok(())
             }
         }

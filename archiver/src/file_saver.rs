@@ -69,10 +69,15 @@ pub(crate) fn run(
 fn open_source(path: &Path) -> std::io::Result<File> {
     // O_NOATIME keeps the backup from touching atimes (allowed for the
     // owner and root); fall back to a plain open otherwise.
-    match OpenOptions::new().read(true).custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW).open(path) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
-        }
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path),
         r => r,
     }
 }
@@ -132,7 +137,9 @@ fn save_file(
             let id = Id::hash(&chunk);
             content.push(id);
             if index.add_pending(BlobType::Data, id) {
-                ctx.scope.send(blobs, BlobJob { id, data: chunk }).map_err(FileFailure::Run)?;
+                ctx.scope
+                    .send(blobs, BlobJob { id, data: chunk })
+                    .map_err(FileFailure::Run)?;
             }
         }
     }

@@ -47,8 +47,8 @@ mod uploader;
 
 pub use arch_index::{BlobId, BlobType, Id};
 pub use arch_repository::{
-    Backend, FileKind, InitOptions, KdfParams, LocalBackend, Node, NodeKind, RepoError, Repository, Snapshot,
-    SnapshotSummary, Tree,
+    Backend, FileKind, InitOptions, KdfParams, LocalBackend, Node, NodeKind, RepoError, Repository,
+    Snapshot, SnapshotSummary, Tree,
 };
 pub use backup::{Backup, BackupResult};
 pub use context::Warning;

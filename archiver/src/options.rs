@@ -63,8 +63,14 @@ impl BackupOptions {
     }
 
     pub(crate) fn resolved(&self) -> (usize, usize, usize) {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         let pick = |v: usize, d: usize| if v == 0 { d } else { v };
-        (pick(self.file_workers, 2), pick(self.blob_workers, cpus), pick(self.upload_workers, 2))
+        (
+            pick(self.file_workers, 2),
+            pick(self.blob_workers, cpus),
+            pick(self.upload_workers, 2),
+        )
     }
 }

@@ -108,7 +108,11 @@ struct Plan {
 
 impl<'a> Restore<'a> {
     /// A restore of `snapshot` into `target` (created if missing).
-    pub fn new(repo: &'a Repository, snapshot: &Snapshot, target: impl Into<PathBuf>) -> Restore<'a> {
+    pub fn new(
+        repo: &'a Repository,
+        snapshot: &Snapshot,
+        target: impl Into<PathBuf>,
+    ) -> Restore<'a> {
         Restore {
             repo,
             tree: snapshot.tree,
@@ -179,8 +183,10 @@ impl<'a> Restore<'a> {
                 }
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(&self.target)
-                .map_err(|e| ArchiveError::io("create restore target", &self.target, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.target)
+                    .map_err(|e| ArchiveError::io("create restore target", &self.target, e))
+            }
             Err(e) => Err(ArchiveError::io("open restore target", &self.target, e)),
         }
     }
@@ -195,7 +201,10 @@ impl<'a> Restore<'a> {
             match node.kind {
                 NodeKind::Dir => {
                     match std::fs::create_dir(&path) {
-                        Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir()) => {
+                        Err(e)
+                            if !(e.kind() == std::io::ErrorKind::AlreadyExists
+                                && path.is_dir()) =>
+                        {
                             return Err(ArchiveError::io("create directory", &path, e));
                         }
                         _ => {}
@@ -207,14 +216,19 @@ impl<'a> Restore<'a> {
                             detail: format!("directory {} has no subtree", path.display()),
                         })
                     })?;
-                    let node_meta = Node { subtree: None, ..node };
+                    let node_meta = Node {
+                        subtree: None,
+                        ..node
+                    };
                     plan.dirs.push((path.clone(), node_meta));
                     self.plan_tree(&sub, &path, plan)?;
                 }
                 NodeKind::File => self.plan_file(path, node, plan)?,
                 NodeKind::Symlink => {
                     let target = node.target.clone().unwrap_or_default();
-                    replace_with(&path, || std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path))?;
+                    replace_with(&path, || {
+                        std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
+                    })?;
                     plan.result.others += 1;
                     plan.meta.push((path, node));
                 }
@@ -227,7 +241,9 @@ impl<'a> Restore<'a> {
                     let c = cstr(&path)?;
                     let made = replace_with(&path, || {
                         // SAFETY: c is a valid NUL-terminated path.
-                        let rc = unsafe { libc::mknod(c.as_ptr(), kind | 0o600, node.rdev as libc::dev_t) };
+                        let rc = unsafe {
+                            libc::mknod(c.as_ptr(), kind | 0o600, node.rdev as libc::dev_t)
+                        };
                         if rc == 0 {
                             Ok(())
                         } else {
@@ -239,7 +255,10 @@ impl<'a> Restore<'a> {
                             plan.result.others += 1;
                             plan.meta.push((path, node));
                         }
-                        Err(e) => plan.result.warnings.push(Warning { path, message: e.to_string() }),
+                        Err(e) => plan.result.warnings.push(Warning {
+                            path,
+                            message: e.to_string(),
+                        }),
                     }
                 }
                 NodeKind::Socket => {}
@@ -259,7 +278,12 @@ impl<'a> Restore<'a> {
             plan.first_link.insert(key, path.clone());
         }
         let f = replace_with(&path, || {
-            OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map(|_| ())
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map(|_| ())
         });
         f?;
         let file_no = plan.files.len() as u32;
@@ -271,13 +295,20 @@ impl<'a> Restore<'a> {
                 entries.push((loc, Vec::new()));
                 entries.len() - 1
             });
-            entries[slot].1.push(Placement { offset_in_pack: loc.blob.offset, file: file_no, file_offset: offset });
+            entries[slot].1.push(Placement {
+                offset_in_pack: loc.blob.offset,
+                file: file_no,
+                file_offset: offset,
+            });
             offset += u64::from(loc.blob.raw_length);
         }
         if offset != node.size {
             return Err(ArchiveError::Repo(arch_repository::RepoError::Corrupt {
                 what: format!("file {}", path.display()),
-                detail: format!("blobs add up to {offset} bytes but the node says {}", node.size),
+                detail: format!(
+                    "blobs add up to {offset} bytes but the node says {}",
+                    node.size
+                ),
             }));
         }
         // The final size up front: holes stay holes, and a reader of a
@@ -295,11 +326,15 @@ impl<'a> Restore<'a> {
     }
 
     fn write_content(&self, plan: &Plan) -> Result<(), ArchiveError> {
-        let mut packs: Vec<(&PackId, &Vec<(BlobLocation, Vec<Placement>)>)> = plan.packs.iter().collect();
+        let mut packs: Vec<(&PackId, &Vec<(BlobLocation, Vec<Placement>)>)> =
+            plan.packs.iter().collect();
         // Bigger packs first so the tail of the run is not one big pack.
         packs.sort_by_key(|(id, blobs)| (std::cmp::Reverse(blobs.len()), **id));
         let workers = match self.opts.workers {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2),
             n => n,
         }
         .min(packs.len().max(1));
@@ -311,15 +346,15 @@ impl<'a> Restore<'a> {
             let mut ws = Vec::new();
             for _ in 0..workers {
                 ws.push(s.spawn(|| {
-                    guarded(&scope, "restore", || {
-                        loop {
-                            if scope.is_cancelled() {
-                                return Ok(());
-                            }
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some((pack, blobs)) = packs.get(i) else { return Ok(()) };
-                            self.restore_pack(pack, blobs, plan, &handles)?;
+                    guarded(&scope, "restore", || loop {
+                        if scope.is_cancelled() {
+                            return Ok(());
                         }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((pack, blobs)) = packs.get(i) else {
+                            return Ok(());
+                        };
+                        self.restore_pack(pack, blobs, plan, &handles)?;
                     })
                 }));
             }
@@ -346,9 +381,20 @@ impl<'a> Restore<'a> {
         handles: &FileHandles,
     ) -> Result<(), ArchiveError> {
         // One read covering every needed blob of the pack.
-        let start = blobs.iter().map(|(l, _)| u64::from(l.blob.offset)).min().unwrap_or(0);
-        let end = blobs.iter().map(|(l, _)| u64::from(l.blob.offset) + u64::from(l.blob.length)).max().unwrap_or(0);
-        let data = self.repo.backend().read_range(FileKind::Pack, &pack.to_hex(), start, end - start)
+        let start = blobs
+            .iter()
+            .map(|(l, _)| u64::from(l.blob.offset))
+            .min()
+            .unwrap_or(0);
+        let end = blobs
+            .iter()
+            .map(|(l, _)| u64::from(l.blob.offset) + u64::from(l.blob.length))
+            .max()
+            .unwrap_or(0);
+        let data = self
+            .repo
+            .backend()
+            .read_range(FileKind::Pack, &pack.to_hex(), start, end - start)
             .map_err(arch_repository::RepoError::from)?;
         for (loc, places) in blobs {
             let from = (u64::from(loc.blob.offset) - start) as usize;
@@ -360,7 +406,8 @@ impl<'a> Restore<'a> {
                 if !zero {
                     let path = &plan.files[p.file as usize];
                     let f = handles.get(p.file, path)?;
-                    f.write_all_at(&plain, p.file_offset).map_err(|e| ArchiveError::io("write", path, e))?;
+                    f.write_all_at(&plain, p.file_offset)
+                        .map_err(|e| ArchiveError::io("write", path, e))?;
                 }
                 self.progress.bytes_processed(plain.len() as u64);
             }
@@ -387,7 +434,10 @@ impl FileHandles {
             open.clear();
         }
         let f = Arc::new(
-            OpenOptions::new().write(true).open(path).map_err(|e| ArchiveError::io("open for writing", path, e))?,
+            OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| ArchiveError::io("open for writing", path, e))?,
         );
         open.insert(file, Arc::clone(&f));
         Ok(f)
@@ -405,7 +455,8 @@ fn is_zero(b: &[u8]) -> bool {
 fn replace_with(path: &Path, create: impl Fn() -> std::io::Result<()>) -> Result<(), ArchiveError> {
     match create() {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let md = std::fs::symlink_metadata(path).map_err(|e| ArchiveError::io("stat", path, e))?;
+            let md =
+                std::fs::symlink_metadata(path).map_err(|e| ArchiveError::io("stat", path, e))?;
             if md.is_dir() {
                 std::fs::remove_dir_all(path)
             } else {
@@ -424,13 +475,24 @@ fn cstr(path: &Path) -> Result<CString, ArchiveError> {
 }
 
 fn timespec(t: Timestamp) -> libc::timespec {
-    libc::timespec { tv_sec: t.0 as libc::time_t, tv_nsec: t.1 as libc::c_long }
+    libc::timespec {
+        tv_sec: t.0 as libc::time_t,
+        tv_nsec: t.1 as libc::c_long,
+    }
 }
 
-fn apply_metadata(path: &Path, node: &Node, is_root: bool, warnings: &mut Vec<Warning>) -> Result<(), ArchiveError> {
+fn apply_metadata(
+    path: &Path,
+    node: &Node,
+    is_root: bool,
+    warnings: &mut Vec<Warning>,
+) -> Result<(), ArchiveError> {
     let c = cstr(path)?;
     let mut warn = |what: &str, e: std::io::Error| {
-        warnings.push(Warning { path: path.to_path_buf(), message: format!("{what}: {e}") });
+        warnings.push(Warning {
+            path: path.to_path_buf(),
+            message: format!("{what}: {e}"),
+        });
     };
     if is_root {
         // SAFETY: c is a valid path.
@@ -447,14 +509,29 @@ fn apply_metadata(path: &Path, node: &Node, is_root: bool, warnings: &mut Vec<Wa
         // After chown, which clears set-id bits.
         // SAFETY: c is a valid path.
         if unsafe { libc::chmod(c.as_ptr(), node.mode as libc::mode_t) } != 0 {
-            return Err(ArchiveError::io("set mode", path, std::io::Error::last_os_error()));
+            return Err(ArchiveError::io(
+                "set mode",
+                path,
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     let times = [timespec(node.atime), timespec(node.mtime)];
     // SAFETY: c is a valid path and times has two entries.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     if rc != 0 {
-        return Err(ArchiveError::io("set times", path, std::io::Error::last_os_error()));
+        return Err(ArchiveError::io(
+            "set times",
+            path,
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }

@@ -28,14 +28,18 @@ pub(crate) struct FileJob {
 /// exists, and drops duplicates and paths inside other given paths.
 pub(crate) fn prepare_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ArchiveError> {
     if paths.is_empty() {
-        return Err(ArchiveError::Invalid("nothing to back up: give at least one path".into()));
+        return Err(ArchiveError::Invalid(
+            "nothing to back up: give at least one path".into(),
+        ));
     }
     let mut out = Vec::new();
     for p in paths {
         std::fs::symlink_metadata(p).map_err(|e| ArchiveError::io("cannot back up", p, e))?;
         let abs = match (p.parent(), p.file_name()) {
             (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
-                std::fs::canonicalize(parent).map_err(|e| ArchiveError::io("resolve", parent, e))?.join(name)
+                std::fs::canonicalize(parent)
+                    .map_err(|e| ArchiveError::io("resolve", parent, e))?
+                    .join(name)
             }
             (_, Some(name)) if p.components().count() == 1 => std::env::current_dir()
                 .and_then(std::fs::canonicalize)
@@ -72,7 +76,9 @@ pub(crate) fn scan(
         let mut parent = Arc::clone(&root);
         let mut cur = PathBuf::from("/");
         for comp in p.parent().unwrap_or(Path::new("/")).components() {
-            let Component::Normal(name) = comp else { continue };
+            let Component::Normal(name) = comp else {
+                continue;
+            };
             cur.push(name);
             if let Some(d) = intermediates.get(&cur) {
                 parent = Arc::clone(d);
@@ -118,7 +124,9 @@ fn walk(
             Ok(e) => e,
             Err(e) => {
                 let path = e.path().unwrap_or(top).to_path_buf();
-                let io = e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop"));
+                let io = e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
                 ctx.file_problem(&path, &io)?;
                 continue;
             }
@@ -131,7 +139,9 @@ fn walk(
         let md = match entry.metadata() {
             Ok(m) => m,
             Err(e) => {
-                let io = e.into_io_error().unwrap_or_else(|| std::io::Error::other("stat failed"));
+                let io = e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("stat failed"));
                 ctx.file_problem(entry.path(), &io)?;
                 continue;
             }
@@ -142,7 +152,11 @@ fn walk(
             NodeKind::Dir => stack.push(DirState::new(Some(node), Some(dir))),
             NodeKind::File => {
                 dir.add_pending();
-                let job = FileJob { path: entry.into_path(), node, dir };
+                let job = FileJob {
+                    path: entry.into_path(),
+                    node,
+                    dir,
+                };
                 ctx.scope.send(file_tx, job)?;
             }
             // A socket is meaningless once its server is gone: not saved.

@@ -22,10 +22,15 @@ pub(crate) fn run(
     let repo = ctx.repo;
     let mut encoder = BlobEncoder::new(repo.config().compression_level)?;
     // Tree packs are small so that they are cheap to cache and read.
-    let mut packer = Packer::new(BlobType::Tree, (repo.config().pack_size as usize).min(4 << 20));
+    let mut packer = Packer::new(
+        BlobType::Tree,
+        (repo.config().pack_size as usize).min(4 << 20),
+    );
     while let Some(mut dir) = ctx.scope.recv(dirs) {
         loop {
-            let tree = Tree { nodes: dir.take_children() };
+            let tree = Tree {
+                nodes: dir.take_children(),
+            };
             let bytes = tree.encode();
             let id = Id::hash(&bytes);
             if repo.index().add_pending(BlobType::Tree, id) {
@@ -39,7 +44,11 @@ pub(crate) fn run(
                 *ctx.root_tree.lock() = Some(id);
                 break;
             };
-            let mut node = dir.node.lock().take().expect("a non-root directory has a node");
+            let mut node = dir
+                .node
+                .lock()
+                .take()
+                .expect("a non-root directory has a node");
             node.subtree = Some(id);
             add(&ctx.stats.dirs, 1);
             if !parent.finish_one(Some(node)) {

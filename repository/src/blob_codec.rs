@@ -17,14 +17,23 @@ impl BlobEncoder {
     pub fn new(level: i32) -> Result<BlobEncoder, RepoError> {
         let compressor = zstd::bulk::Compressor::new(level)
             .map_err(|e| RepoError::InvalidOption(format!("zstd level {level}: {e}")))?;
-        Ok(BlobEncoder { compressor, scratch: Vec::new() })
+        Ok(BlobEncoder {
+            compressor,
+            scratch: Vec::new(),
+        })
     }
 
     /// Adds blob `id` with plaintext `data` to `pack`. The blob is stored
     /// compressed only when that saves at least 1/32 of its size:
     /// incompressible data is then stored raw and restores without a
     /// decompression pass. Returns the stored (sealed) length.
-    pub fn encode_into(&mut self, key: &Key, id: BlobId, data: &[u8], pack: &mut PackWriter) -> usize {
+    pub fn encode_into(
+        &mut self,
+        key: &Key,
+        id: BlobId,
+        data: &[u8],
+        pack: &mut PackWriter,
+    ) -> usize {
         let before = pack.len();
         let bound = zstd::zstd_safe::compress_bound(data.len());
         self.scratch.clear();
@@ -47,14 +56,19 @@ impl BlobEncoder {
 /// the compression or the content hash is wrong.
 pub fn decode_blob(key: &Key, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>, RepoError> {
     let what = || format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short());
-    let plain = key.open(sealed).map_err(|e| RepoError::corrupt(what(), e.to_string()))?;
+    let plain = key
+        .open(sealed)
+        .map_err(|e| RepoError::corrupt(what(), e.to_string()))?;
     let data = match loc.blob.compression {
         Compression::None => plain,
         Compression::Zstd => zstd::bulk::decompress(&plain, loc.blob.raw_length as usize)
             .map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?,
     };
     if data.len() != loc.blob.raw_length as usize {
-        return Err(RepoError::corrupt(what(), "plaintext length differs from the index"));
+        return Err(RepoError::corrupt(
+            what(),
+            "plaintext length differs from the index",
+        ));
     }
     if Id::hash(&data) != loc.blob.id {
         return Err(RepoError::corrupt(what(), "content hash mismatch"));

@@ -57,7 +57,12 @@ mod tests {
     use super::*;
 
     fn params() -> ChunkerParams {
-        ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384, seed: 42 }
+        ChunkerParams {
+            min_size: 1024,
+            avg_size: 4096,
+            max_size: 16384,
+            seed: 42,
+        }
     }
 
     fn pseudo_random(n: usize) -> Vec<u8> {
@@ -96,7 +101,11 @@ mod tests {
         let data = pseudo_random(200_000);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         Chunker::new(params()).cut(&data, true, &mut a);
-        Chunker::new(ChunkerParams { seed: 43, ..params() }).cut(&data, true, &mut b);
+        Chunker::new(ChunkerParams {
+            seed: 43,
+            ..params()
+        })
+        .cut(&data, true, &mut b);
         assert_ne!(a, b);
     }
 }

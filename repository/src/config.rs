@@ -80,8 +80,16 @@ impl InitOptions {
 
     pub(crate) fn build_config(&self) -> Result<Config, RepoError> {
         let (min, avg, max) = self.chunk_sizes.unwrap_or((512 << 10, 1 << 20, 8 << 20));
-        let pack_size = if self.pack_size == 0 { 16 << 20 } else { self.pack_size };
-        let level = if self.compression_level == 0 { 3 } else { self.compression_level };
+        let pack_size = if self.pack_size == 0 {
+            16 << 20
+        } else {
+            self.pack_size
+        };
+        let level = if self.compression_level == 0 {
+            3
+        } else {
+            self.compression_level
+        };
         let mut seed = [0u8; 8];
         crate::crypto::fill_random(&mut seed);
         let mut id = [0u8; 32];
@@ -89,7 +97,12 @@ impl InitOptions {
         let config = Config {
             version: FORMAT_VERSION,
             id: Id(id),
-            chunker: ChunkerParams { min_size: min, avg_size: avg, max_size: max, seed: u64::from_le_bytes(seed) },
+            chunker: ChunkerParams {
+                min_size: min,
+                avg_size: avg,
+                max_size: max,
+                seed: u64::from_le_bytes(seed),
+            },
             compression_level: level,
             pack_size,
         };
@@ -102,7 +115,10 @@ impl Config {
     /// Checks every field is in the range this build supports.
     pub fn validate(&self) -> Result<(), RepoError> {
         if self.version != FORMAT_VERSION {
-            return Err(RepoError::UnsupportedVersion { what: "repository config".into(), version: self.version });
+            return Err(RepoError::UnsupportedVersion {
+                what: "repository config".into(),
+                version: self.version,
+            });
         }
         let c = &self.chunker;
         let ok = (64..=1 << 20).contains(&c.min_size)
@@ -120,10 +136,16 @@ impl Config {
             )));
         }
         if !(1..=22).contains(&self.compression_level) {
-            return Err(RepoError::InvalidOption(format!("compression level {} (1..22)", self.compression_level)));
+            return Err(RepoError::InvalidOption(format!(
+                "compression level {} (1..22)",
+                self.compression_level
+            )));
         }
         if !(64 << 10..=1 << 30).contains(&self.pack_size) {
-            return Err(RepoError::InvalidOption(format!("pack size {} (64 KiB .. 1 GiB)", self.pack_size)));
+            return Err(RepoError::InvalidOption(format!(
+                "pack size {} (64 KiB .. 1 GiB)",
+                self.pack_size
+            )));
         }
         Ok(())
     }

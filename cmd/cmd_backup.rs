@@ -1,0 +1,66 @@
+use anyhow::Result;
+use arch_archiver::{Backup, BackupOptions, CancellationToken};
+
+use crate::cli::{BackupArgs, Cli};
+use crate::progress::{human, TermProgress};
+
+pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i32> {
+    let repo = crate::repo::open_or_create_default(cli)?;
+    let mut opts = BackupOptions::default();
+    for t in &args.tags {
+        opts = opts.tag(t.clone());
+    }
+    if let Some(h) = &args.host {
+        opts = opts.host(h.clone());
+    }
+    // Never back up the repository into itself.
+    if let Ok(p) = std::fs::canonicalize(crate::repo::location(cli)?.path) {
+        opts = opts.exclude_path(p);
+    }
+    let progress = TermProgress::start(cli.quiet || cli.json, "read");
+    let result = Backup::new(&repo, &args.paths)
+        .options(opts)
+        .progress(progress.sink())
+        .cancel_token(token.clone())
+        .run();
+    progress.finish();
+    let result = result?;
+    let s = result.snapshot.summary.clone().unwrap_or_default();
+    if cli.json {
+        let mut v = serde_json::to_value(&s)?;
+        v["snapshot_id"] = serde_json::Value::String(result.snapshot_id.to_hex());
+        v["warnings"] = result
+            .warnings
+            .iter()
+            .map(|w| serde_json::json!({ "path": w.path, "message": w.message }))
+            .collect();
+        println!("{v}");
+    } else if !cli.quiet {
+        println!(
+            "files: {}, dirs: {}, others: {}; {} read",
+            s.files_new,
+            s.dirs,
+            s.others,
+            human(s.bytes_read)
+        );
+        println!(
+            "added to the repository: {} ({} stored) in {} new blobs",
+            human(s.bytes_added_raw),
+            human(s.bytes_added_stored),
+            s.blobs_added
+        );
+        println!(
+            "snapshot {} saved in {:.2}s",
+            result.snapshot_id.short(),
+            s.duration_secs
+        );
+    }
+    if !result.warnings.is_empty() {
+        eprintln!(
+            "arch: {} files or directories could not be read; the snapshot lacks them",
+            result.warnings.len()
+        );
+        return Ok(crate::exit::PARTIAL);
+    }
+    Ok(crate::exit::OK)
+}

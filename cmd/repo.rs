@@ -1,0 +1,51 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arch_archiver::{InitOptions, LocalBackend, Repository};
+
+use crate::cli::Cli;
+
+/// Where the repository is, and whether it is the implicit default.
+pub struct Location {
+    pub path: PathBuf,
+    pub is_default: bool,
+}
+
+pub fn location(cli: &Cli) -> Result<Location> {
+    if let Some(p) = &cli.repo {
+        return Ok(Location {
+            path: p.clone(),
+            is_default: false,
+        });
+    }
+    let base = dirs::data_dir()
+        .context("no --repo or ARCH_REPOSITORY given, and no user data directory to hold a default repository")?;
+    Ok(Location {
+        path: base.join("arch").join("repo"),
+        is_default: true,
+    })
+}
+
+pub fn open(cli: &Cli) -> Result<Repository> {
+    let loc = location(cli)?;
+    let backend = Arc::new(LocalBackend::new(&loc.path));
+    let password = crate::password::get(cli.password_file.as_deref(), false)?;
+    Ok(Repository::open(backend, &password)?)
+}
+
+/// Opens the repository, creating the default one on first use.
+pub fn open_or_create_default(cli: &Cli) -> Result<Repository> {
+    let loc = location(cli)?;
+    let backend = Arc::new(LocalBackend::new(&loc.path));
+    if loc.is_default && !arch_archiver::Backend::exists(&*backend)? {
+        let password = crate::password::get(cli.password_file.as_deref(), true)?;
+        let repo = Repository::init(backend, &password, &InitOptions::default())?;
+        if !cli.quiet {
+            eprintln!("created the default repository at {}", loc.path.display());
+        }
+        return Ok(repo);
+    }
+    let password = crate::password::get(cli.password_file.as_deref(), false)?;
+    Ok(Repository::open(backend, &password)?)
+}
