@@ -64,6 +64,8 @@ pub struct Backup<'a> {
     progress: Arc<dyn Progress>,
     policy: Arc<dyn ErrorPolicy>,
     cancel: CancellationToken,
+    #[cfg(test)]
+    fault: Option<crate::fault::Fault>,
 }
 
 impl<'a> Backup<'a> {
@@ -79,7 +81,16 @@ impl<'a> Backup<'a> {
             progress: Arc::new(NoProgress),
             policy: Arc::new(SkipErrors),
             cancel: CancellationToken::new(),
+            #[cfg(test)]
+            fault: None,
         }
+    }
+
+    /// Makes `stage` fail on its `after`-th item (tests of error handling).
+    #[cfg(test)]
+    pub(crate) fn inject_fault(mut self, stage: crate::fault::Stage, after: usize) -> Self {
+        self.fault = Some(crate::fault::Fault { stage, after, seen: Default::default() });
+        self
     }
 
     /// Sets the options.
@@ -124,6 +135,8 @@ impl<'a> Backup<'a> {
             names: NameCache::default(),
             warnings: Mutex::new(Vec::new()),
             root_tree: Mutex::new(None),
+            #[cfg(test)]
+            fault: self.fault,
         };
         run_pools(&ctx, &paths, &self.opts);
 
@@ -185,44 +198,54 @@ fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions) {
     let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
     let scope = ctx.scope;
     std::thread::scope(|s| {
-        let watcher = s.spawn(|| scope.watch());
+        let watcher = spawn(s, scope, "arch-watch", || {
+            scope.watch();
+            Ok(())
+        });
         let mut workers = Vec::new();
         for _ in 0..upload_workers {
             let rx = pack_rx.clone();
-            workers.push(s.spawn(move || guarded(scope, "uploader", || uploader::run(ctx, &rx))));
+            workers.push(spawn(s, scope, "arch-upload", move || uploader::run(ctx, &rx)));
         }
         for _ in 0..blob_workers {
             let (rx, tx) = (blob_rx.clone(), pack_tx.clone());
-            workers.push(
-                s.spawn(move || guarded(scope, "blob saver", || blob_saver::run(ctx, &rx, &tx))),
-            );
+            workers.push(spawn(s, scope, "arch-blob", move || blob_saver::run(ctx, &rx, &tx)));
         }
-        {
-            let tx = pack_tx.clone();
-            workers.push(s.spawn(move || {
-                guarded(scope, "tree saver", || tree_saver::run(ctx, &tree_rx, &tx))
-            }));
-        }
+        let tx = pack_tx.clone();
+        workers.push(spawn(s, scope, "arch-tree", move || tree_saver::run(ctx, &tree_rx, &tx)));
         for _ in 0..file_workers {
             let (rx, btx, ttx) = (file_rx.clone(), blob_tx.clone(), tree_tx.clone());
-            workers.push(s.spawn(move || {
-                guarded(scope, "file saver", || {
-                    file_saver::run(ctx, &rx, &btx, &ttx)
-                })
-            }));
+            workers.push(spawn(s, scope, "arch-file", move || file_saver::run(ctx, &rx, &btx, &ttx)));
         }
         // Each pool now holds its own channel ends; dropping ours lets
         // channels close as soon as the pools feeding them finish.
         drop((pack_rx, pack_tx, blob_rx, blob_tx, file_rx));
-        guarded(scope, "scanner", || {
-            scan(ctx, paths, &opts.exclude_paths, &file_tx, &tree_tx)
-        });
+        guarded(scope, "scanner", || scan(ctx, paths, &opts.exclude_paths, &file_tx, &tree_tx));
         drop((file_tx, tree_tx));
-        for w in workers {
+        for w in workers.into_iter().flatten() {
             // Workers catch their own panics (guarded), so join cannot fail.
             let _ = w.join();
         }
         scope.finish();
-        let _ = watcher.join();
+        if let Some(w) = watcher {
+            let _ = w.join();
+        }
     });
+}
+
+/// Spawns a named worker in the thread scope; a failure to create the
+/// thread fails the run (the pools already started then wind down).
+pub(crate) fn spawn<'s, 'env>(
+    s: &'s std::thread::Scope<'s, 'env>,
+    scope: &'env Scope,
+    name: &'static str,
+    f: impl FnOnce() -> Result<(), ArchiveError> + Send + 's,
+) -> Option<std::thread::ScopedJoinHandle<'s, ()>> {
+    match std::thread::Builder::new().name(name.to_string()).spawn_scoped(s, move || guarded(scope, name, f)) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            scope.fail(ArchiveError::io("start thread", name, e));
+            None
+        }
+    }
 }

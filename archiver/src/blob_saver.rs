@@ -7,6 +7,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::context::Ctx;
 use crate::error::ArchiveError;
+use crate::fault::Stage;
 use crate::file_saver::BlobJob;
 use crate::stats::add;
 
@@ -19,6 +20,7 @@ pub(crate) fn run(
     let mut encoder = BlobEncoder::new(repo.config().compression_level)?;
     let mut packer = Packer::new(BlobType::Data, repo.config().pack_size as usize);
     while let Some(job) = ctx.scope.recv(jobs) {
+        ctx.inject(Stage::BlobSaver)?;
         let stored = encoder.encode_into(repo.key(), job.id, &job.data, packer.writer());
         add(&ctx.stats.blobs_added, 1);
         add(&ctx.stats.bytes_added_raw, job.data.len() as u64);

@@ -32,9 +32,22 @@ pub(crate) struct Ctx<'a> {
     pub(crate) names: NameCache,
     pub(crate) warnings: Mutex<Vec<Warning>>,
     pub(crate) root_tree: Mutex<Option<arch_index::Id>>,
+    #[cfg(test)]
+    pub(crate) fault: Option<crate::fault::Fault>,
 }
 
 impl Ctx<'_> {
+    /// Test builds: fails the given pool at the configured item, to prove
+    /// every pool's error cancels the whole run. Release builds: nothing.
+    #[inline]
+    pub(crate) fn inject(&self, _stage: crate::fault::Stage) -> Result<(), ArchiveError> {
+        #[cfg(test)]
+        if let Some(f) = &self.fault {
+            return f.check(_stage);
+        }
+        Ok(())
+    }
+
     /// Hands a per-file problem to the policy: Ok to skip, Err to abort.
     pub(crate) fn file_problem(
         &self,

@@ -32,6 +32,12 @@ pub enum ArchiveError {
         /// What went wrong.
         reason: String,
     },
+    /// A restore target holds files and overwriting was not allowed.
+    #[error("restore target {} is not empty; restore into an empty or new directory, or allow overwriting", path.display())]
+    TargetNotEmpty {
+        /// The target directory.
+        path: PathBuf,
+    },
     /// Invalid arguments or options.
     #[error("{0}")]
     Invalid(String),

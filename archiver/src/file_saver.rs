@@ -21,6 +21,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::context::Ctx;
 use crate::dir_state::DirState;
 use crate::error::ArchiveError;
+use crate::fault::Stage;
 use crate::scanner::FileJob;
 use crate::stats::add;
 
@@ -50,6 +51,7 @@ pub(crate) fn run(
     let block = (chunker.max_size() * 2).max(8 << 20);
     let mut cuts = Vec::new();
     while let Some(job) = ctx.scope.recv(files) {
+        ctx.inject(Stage::FileSaver)?;
         let node = match save_file(ctx, &job.path, job.node, &chunker, block, &mut cuts, blobs) {
             Ok(node) => {
                 ctx.progress.file_done(&job.path, node.size);

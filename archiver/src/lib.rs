@@ -33,9 +33,12 @@ mod blob_saver;
 mod context;
 mod dir_state;
 mod error;
+mod fault;
 mod file_saver;
 mod metadata;
 mod options;
+#[cfg(test)]
+mod pipeline_tests;
 mod policy;
 mod progress;
 mod restore;

@@ -20,7 +20,8 @@ use crate::context::Warning;
 use crate::error::ArchiveError;
 use crate::metadata::write_xattr;
 use crate::progress::{NoProgress, Progress};
-use crate::scope::{guarded, Scope};
+use crate::backup::spawn;
+use crate::scope::Scope;
 
 /// Options of a restore. Zero means automatic.
 #[derive(Clone, Debug, Default)]
@@ -176,10 +177,7 @@ impl<'a> Restore<'a> {
         match std::fs::read_dir(&self.target) {
             Ok(mut entries) => {
                 if entries.next().is_some() && !self.opts.overwrite {
-                    return Err(ArchiveError::Invalid(format!(
-                        "restore target {} is not empty; choose an empty or new directory, or allow overwriting",
-                        self.target.display()
-                    )));
+                    return Err(ArchiveError::TargetNotEmpty { path: self.target.clone() });
                 }
                 Ok(())
             }
@@ -342,27 +340,28 @@ impl<'a> Restore<'a> {
         let next = AtomicUsize::new(0);
         let handles = FileHandles::default();
         std::thread::scope(|s| {
-            let watcher = s.spawn(|| scope.watch());
+            let watcher = spawn(s, &scope, "arch-watch", || {
+                scope.watch();
+                Ok(())
+            });
             let mut ws = Vec::new();
             for _ in 0..workers {
-                ws.push(s.spawn(|| {
-                    guarded(&scope, "restore", || loop {
-                        if scope.is_cancelled() {
-                            return Ok(());
-                        }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((pack, blobs)) = packs.get(i) else {
-                            return Ok(());
-                        };
-                        self.restore_pack(pack, blobs, plan, &handles)?;
-                    })
+                ws.push(spawn(s, &scope, "arch-restore", || loop {
+                    if scope.is_cancelled() {
+                        return Ok(());
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((pack, blobs)) = packs.get(i) else { return Ok(()) };
+                    self.restore_pack(pack, blobs, plan, &handles)?;
                 }));
             }
-            for w in ws {
+            for w in ws.into_iter().flatten() {
                 let _ = w.join();
             }
             scope.finish();
-            let _ = watcher.join();
+            if let Some(w) = watcher {
+                let _ = w.join();
+            }
         });
         if let Some(e) = scope.take_error() {
             return Err(e);

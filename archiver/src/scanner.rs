@@ -13,6 +13,7 @@ use walkdir::WalkDir;
 use crate::context::Ctx;
 use crate::dir_state::DirState;
 use crate::error::ArchiveError;
+use crate::fault::Stage;
 use crate::metadata::{node_from_metadata, read_xattrs};
 use crate::stats::add;
 
@@ -120,6 +121,7 @@ fn walk(
         if ctx.scope.is_cancelled() {
             return Err(ArchiveError::Cancelled);
         }
+        ctx.inject(Stage::Scanner)?;
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {

@@ -12,6 +12,7 @@ use crate::blob_saver::Packer;
 use crate::context::Ctx;
 use crate::dir_state::DirState;
 use crate::error::ArchiveError;
+use crate::fault::Stage;
 use crate::stats::add;
 
 pub(crate) fn run(
@@ -27,6 +28,7 @@ pub(crate) fn run(
         (repo.config().pack_size as usize).min(4 << 20),
     );
     while let Some(mut dir) = ctx.scope.recv(dirs) {
+        ctx.inject(Stage::TreeSaver)?;
         loop {
             let tree = Tree {
                 nodes: dir.take_children(),

@@ -6,10 +6,12 @@ use crossbeam_channel::Receiver;
 
 use crate::context::Ctx;
 use crate::error::ArchiveError;
+use crate::fault::Stage;
 use crate::stats::add;
 
 pub(crate) fn run(ctx: &Ctx<'_>, packs: &Receiver<FinishedPack>) -> Result<(), ArchiveError> {
     while let Some(pack) = ctx.scope.recv(packs) {
+        ctx.inject(Stage::Uploader)?;
         ctx.repo.save_pack(&pack)?;
         add(&ctx.stats.bytes_added_stored, pack.data.len() as u64);
     }

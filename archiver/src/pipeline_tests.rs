@@ -1,0 +1,174 @@
+//! Error and cancellation behaviour of the backup pipeline, with faults
+//! injected into each pool in turn and into the backend.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arch_repository::{Backend, BackendError, FileInfo, FileKind, InitOptions, KdfParams, LocalBackend, Repository};
+use parking_lot::Mutex;
+
+use crate::fault::Stage;
+use crate::{ArchiveError, Backup, Restore};
+
+/// Tests here count this process's `arch-*` threads, so they run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn init(backend: Arc<dyn Backend>) -> Repository {
+    let opts = InitOptions::default()
+        .kdf(KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 })
+        .chunk_sizes(64 << 10, 128 << 10, 256 << 10)
+        .pack_size(256 << 10);
+    Repository::init(backend, b"pw", &opts).unwrap()
+}
+
+/// 8 directories of 5 pseudo-random 512 KiB files: about 160 blobs,
+/// 80 packs and 9 trees, so every pool sees several items.
+fn make_source(root: &Path) -> PathBuf {
+    let src = root.join("src");
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for d in 0..8 {
+        let dir = src.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..5 {
+            let data: Vec<u8> = (0..512 * 1024)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            std::fs::write(dir.join(format!("f{f}")), data).unwrap();
+        }
+    }
+    src
+}
+
+fn arch_threads() -> Vec<String> {
+    let mut names = Vec::new();
+    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if let Ok(n) = std::fs::read_to_string(t.path().join("comm")) {
+            if n.starts_with("arch-") {
+                names.push(n.trim().to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Runs `f` on a thread and fails the test if it does not finish in time
+/// (a hang would otherwise block the suite forever).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> (T, Duration) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    let v = rx.recv_timeout(limit).expect("the run hung");
+    (v, start.elapsed())
+}
+
+#[test]
+fn an_error_in_any_pool_cancels_the_whole_backup() {
+    let _serial = SERIAL.lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path());
+    for stage in [Stage::Scanner, Stage::FileSaver, Stage::BlobSaver, Stage::TreeSaver, Stage::Uploader] {
+        let repo_dir = tmp.path().join(format!("repo-{stage:?}"));
+        let repo = Arc::new(init(Arc::new(LocalBackend::new(&repo_dir))));
+        let (r, src2) = (Arc::clone(&repo), src.clone());
+        let (result, took) = within(Duration::from_secs(60), move || {
+            Backup::new(&r, [&src2]).inject_fault(stage, 2).run().map(|_| ())
+        });
+        match result {
+            Err(ArchiveError::Io { op: "injected fault in", path, .. }) => {
+                assert_eq!(path, PathBuf::from(format!("{stage:?}")))
+            }
+            other => panic!("{stage:?}: expected the injected error, got {other:?}"),
+        }
+        assert!(took < Duration::from_secs(20), "{stage:?}: took {took:?}");
+        assert!(repo.list_snapshots().unwrap().is_empty(), "{stage:?}: no snapshot after an error");
+        assert_eq!(arch_threads(), Vec::<String>::new(), "{stage:?}: threads left running");
+        // Whatever was stored before the error is indexed, so it is reused.
+        let reopened = Repository::open(Arc::new(LocalBackend::new(&repo_dir)), b"pw").unwrap();
+        let packs_on_disk = reopened.backend().list(FileKind::Pack).unwrap().len();
+        let mut indexed: Vec<_> = reopened.index().all_blobs().into_iter().map(|l| l.pack).collect();
+        indexed.sort();
+        indexed.dedup();
+        assert_eq!(indexed.len(), packs_on_disk, "{stage:?}: every stored pack is indexed");
+        let ok = Backup::new(&reopened, [&src]).run().unwrap();
+        let out = tmp.path().join(format!("out-{stage:?}"));
+        Restore::new(&reopened, &ok.snapshot, &out).run().unwrap();
+        let restored = out.join(src.strip_prefix("/").unwrap()).join("d7/f4");
+        assert_eq!(std::fs::read(restored).unwrap(), std::fs::read(src.join("d7/f4")).unwrap());
+    }
+}
+
+/// A backend that fails `create` of one kind after `ok` successes.
+#[derive(Debug)]
+struct FailingBackend {
+    inner: LocalBackend,
+    kind: FileKind,
+    ok: usize,
+    calls: AtomicUsize,
+}
+
+impl Backend for FailingBackend {
+    fn location(&self) -> &str {
+        self.inner.location()
+    }
+    fn exists(&self) -> Result<bool, BackendError> {
+        self.inner.exists()
+    }
+    fn create_layout(&self) -> Result<(), BackendError> {
+        self.inner.create_layout()
+    }
+    fn create(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
+        if kind == self.kind && self.calls.fetch_add(1, Ordering::SeqCst) >= self.ok {
+            return Err(BackendError::Io {
+                op: "write",
+                path: PathBuf::from(format!("{kind}/{name}")),
+                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            });
+        }
+        self.inner.create(kind, name, data)
+    }
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
+        self.inner.read(kind, name)
+    }
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+        self.inner.read_range(kind, name, offset, length)
+    }
+    fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {
+        self.inner.list(kind)
+    }
+    fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
+        self.inner.delete(kind, name)
+    }
+}
+
+#[test]
+fn a_failing_backend_ends_the_backup_with_an_error_naming_the_object() {
+    let _serial = SERIAL.lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path());
+    for kind in [FileKind::Pack, FileKind::Index, FileKind::Snapshot] {
+        let backend = Arc::new(FailingBackend {
+            inner: LocalBackend::new(tmp.path().join(format!("repo-{kind}"))),
+            kind,
+            ok: if kind == FileKind::Pack { 3 } else { 0 },
+            calls: AtomicUsize::new(0),
+        });
+        let repo = Arc::new(init(backend));
+        let (r, s) = (Arc::clone(&repo), src.clone());
+        let (result, took) = within(Duration::from_secs(60), move || Backup::new(&r, [&s]).run().map(|_| ()));
+        let err = result.expect_err("a failing backend must fail the backup");
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("{kind}/")) && msg.contains("No space left"), "{kind}: {msg}");
+        assert!(took < Duration::from_secs(20));
+        assert!(repo.list_snapshots().unwrap().is_empty());
+        assert_eq!(arch_threads(), Vec::<String>::new());
+    }
+}
