@@ -89,7 +89,11 @@ impl<'a> Backup<'a> {
     /// Makes `stage` fail on its `after`-th item (tests of error handling).
     #[cfg(test)]
     pub(crate) fn inject_fault(mut self, stage: crate::fault::Stage, after: usize) -> Self {
-        self.fault = Some(crate::fault::Fault { stage, after, seen: Default::default() });
+        self.fault = Some(crate::fault::Fault {
+            stage,
+            after,
+            seen: Default::default(),
+        });
         self
     }
 
@@ -205,22 +209,32 @@ fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions) {
         let mut workers = Vec::new();
         for _ in 0..upload_workers {
             let rx = pack_rx.clone();
-            workers.push(spawn(s, scope, "arch-upload", move || uploader::run(ctx, &rx)));
+            workers.push(spawn(s, scope, "arch-upload", move || {
+                uploader::run(ctx, &rx)
+            }));
         }
         for _ in 0..blob_workers {
             let (rx, tx) = (blob_rx.clone(), pack_tx.clone());
-            workers.push(spawn(s, scope, "arch-blob", move || blob_saver::run(ctx, &rx, &tx)));
+            workers.push(spawn(s, scope, "arch-blob", move || {
+                blob_saver::run(ctx, &rx, &tx)
+            }));
         }
         let tx = pack_tx.clone();
-        workers.push(spawn(s, scope, "arch-tree", move || tree_saver::run(ctx, &tree_rx, &tx)));
+        workers.push(spawn(s, scope, "arch-tree", move || {
+            tree_saver::run(ctx, &tree_rx, &tx)
+        }));
         for _ in 0..file_workers {
             let (rx, btx, ttx) = (file_rx.clone(), blob_tx.clone(), tree_tx.clone());
-            workers.push(spawn(s, scope, "arch-file", move || file_saver::run(ctx, &rx, &btx, &ttx)));
+            workers.push(spawn(s, scope, "arch-file", move || {
+                file_saver::run(ctx, &rx, &btx, &ttx)
+            }));
         }
         // Each pool now holds its own channel ends; dropping ours lets
         // channels close as soon as the pools feeding them finish.
         drop((pack_rx, pack_tx, blob_rx, blob_tx, file_rx));
-        guarded(scope, "scanner", || scan(ctx, paths, &opts.exclude_paths, &file_tx, &tree_tx));
+        guarded(scope, "scanner", || {
+            scan(ctx, paths, &opts.exclude_paths, &file_tx, &tree_tx)
+        });
         drop((file_tx, tree_tx));
         for w in workers.into_iter().flatten() {
             // Workers catch their own panics (guarded), so join cannot fail.
@@ -241,7 +255,10 @@ pub(crate) fn spawn<'s, 'env>(
     name: &'static str,
     f: impl FnOnce() -> Result<(), ArchiveError> + Send + 's,
 ) -> Option<std::thread::ScopedJoinHandle<'s, ()>> {
-    match std::thread::Builder::new().name(name.to_string()).spawn_scoped(s, move || guarded(scope, name, f)) {
+    match std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn_scoped(s, move || guarded(scope, name, f))
+    {
         Ok(h) => Some(h),
         Err(e) => {
             scope.fail(ArchiveError::io("start thread", name, e));

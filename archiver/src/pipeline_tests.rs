@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arch_repository::{Backend, BackendError, FileInfo, FileKind, InitOptions, KdfParams, LocalBackend, Repository};
+use arch_repository::{
+    Backend, BackendError, FileInfo, FileKind, InitOptions, KdfParams, LocalBackend, Repository,
+};
 use parking_lot::Mutex;
 
 use crate::fault::Stage;
@@ -17,7 +19,11 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn init(backend: Arc<dyn Backend>) -> Repository {
     let opts = InitOptions::default()
-        .kdf(KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 })
+        .kdf(KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        })
         .chunk_sizes(64 << 10, 128 << 10, 256 << 10)
         .pack_size(256 << 10);
     Repository::init(backend, b"pw", &opts).unwrap()
@@ -60,7 +66,10 @@ fn arch_threads() -> Vec<String> {
 
 /// Runs `f` on a thread and fails the test if it does not finish in time
 /// (a hang would otherwise block the suite forever).
-fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> (T, Duration) {
+fn within<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> (T, Duration) {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let start = Instant::now();
     std::thread::spawn(move || {
@@ -75,34 +84,66 @@ fn an_error_in_any_pool_cancels_the_whole_backup() {
     let _serial = SERIAL.lock();
     let tmp = tempfile::tempdir().unwrap();
     let src = make_source(tmp.path());
-    for stage in [Stage::Scanner, Stage::FileSaver, Stage::BlobSaver, Stage::TreeSaver, Stage::Uploader] {
+    for stage in [
+        Stage::Scanner,
+        Stage::FileSaver,
+        Stage::BlobSaver,
+        Stage::TreeSaver,
+        Stage::Uploader,
+    ] {
         let repo_dir = tmp.path().join(format!("repo-{stage:?}"));
         let repo = Arc::new(init(Arc::new(LocalBackend::new(&repo_dir))));
         let (r, src2) = (Arc::clone(&repo), src.clone());
         let (result, took) = within(Duration::from_secs(60), move || {
-            Backup::new(&r, [&src2]).inject_fault(stage, 2).run().map(|_| ())
+            Backup::new(&r, [&src2])
+                .inject_fault(stage, 2)
+                .run()
+                .map(|_| ())
         });
         match result {
-            Err(ArchiveError::Io { op: "injected fault in", path, .. }) => {
+            Err(ArchiveError::Io {
+                op: "injected fault in",
+                path,
+                ..
+            }) => {
                 assert_eq!(path, PathBuf::from(format!("{stage:?}")))
             }
             other => panic!("{stage:?}: expected the injected error, got {other:?}"),
         }
         assert!(took < Duration::from_secs(20), "{stage:?}: took {took:?}");
-        assert!(repo.list_snapshots().unwrap().is_empty(), "{stage:?}: no snapshot after an error");
-        assert_eq!(arch_threads(), Vec::<String>::new(), "{stage:?}: threads left running");
+        assert!(
+            repo.list_snapshots().unwrap().is_empty(),
+            "{stage:?}: no snapshot after an error"
+        );
+        assert_eq!(
+            arch_threads(),
+            Vec::<String>::new(),
+            "{stage:?}: threads left running"
+        );
         // Whatever was stored before the error is indexed, so it is reused.
         let reopened = Repository::open(Arc::new(LocalBackend::new(&repo_dir)), b"pw").unwrap();
         let packs_on_disk = reopened.backend().list(FileKind::Pack).unwrap().len();
-        let mut indexed: Vec<_> = reopened.index().all_blobs().into_iter().map(|l| l.pack).collect();
+        let mut indexed: Vec<_> = reopened
+            .index()
+            .all_blobs()
+            .into_iter()
+            .map(|l| l.pack)
+            .collect();
         indexed.sort();
         indexed.dedup();
-        assert_eq!(indexed.len(), packs_on_disk, "{stage:?}: every stored pack is indexed");
+        assert_eq!(
+            indexed.len(),
+            packs_on_disk,
+            "{stage:?}: every stored pack is indexed"
+        );
         let ok = Backup::new(&reopened, [&src]).run().unwrap();
         let out = tmp.path().join(format!("out-{stage:?}"));
         Restore::new(&reopened, &ok.snapshot, &out).run().unwrap();
         let restored = out.join(src.strip_prefix("/").unwrap()).join("d7/f4");
-        assert_eq!(std::fs::read(restored).unwrap(), std::fs::read(src.join("d7/f4")).unwrap());
+        assert_eq!(
+            std::fs::read(restored).unwrap(),
+            std::fs::read(src.join("d7/f4")).unwrap()
+        );
     }
 }
 
@@ -138,7 +179,13 @@ impl Backend for FailingBackend {
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
         self.inner.read(kind, name)
     }
-    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+    fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, BackendError> {
         self.inner.read_range(kind, name, offset, length)
     }
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {
@@ -163,10 +210,15 @@ fn a_failing_backend_ends_the_backup_with_an_error_naming_the_object() {
         });
         let repo = Arc::new(init(backend));
         let (r, s) = (Arc::clone(&repo), src.clone());
-        let (result, took) = within(Duration::from_secs(60), move || Backup::new(&r, [&s]).run().map(|_| ()));
+        let (result, took) = within(Duration::from_secs(60), move || {
+            Backup::new(&r, [&s]).run().map(|_| ())
+        });
         let err = result.expect_err("a failing backend must fail the backup");
         let msg = err.to_string();
-        assert!(msg.contains(&format!("{kind}/")) && msg.contains("No space left"), "{kind}: {msg}");
+        assert!(
+            msg.contains(&format!("{kind}/")) && msg.contains("No space left"),
+            "{kind}: {msg}"
+        );
         assert!(took < Duration::from_secs(20));
         assert!(repo.list_snapshots().unwrap().is_empty());
         assert_eq!(arch_threads(), Vec::<String>::new());

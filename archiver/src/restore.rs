@@ -16,11 +16,11 @@ use arch_repository::{decode_blob, FileKind, Node, NodeKind, Repository, Snapsho
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::backup::spawn;
 use crate::context::Warning;
 use crate::error::ArchiveError;
 use crate::metadata::write_xattr;
 use crate::progress::{NoProgress, Progress};
-use crate::backup::spawn;
 use crate::scope::Scope;
 
 /// Options of a restore. Zero means automatic.
@@ -93,10 +93,13 @@ struct Placement {
     file_offset: u64,
 }
 
+/// The blobs needed from one pack, each with where it goes.
+type PackBlobs = Vec<(BlobLocation, Vec<Placement>)>;
+
 struct Plan {
     files: Vec<PathBuf>,
     /// pack -> blob location -> placements
-    packs: HashMap<PackId, Vec<(BlobLocation, Vec<Placement>)>>,
+    packs: HashMap<PackId, PackBlobs>,
     /// blob id -> index into its pack's vector, to merge occurrences
     seen: HashMap<(PackId, Id), usize>,
     /// Nodes whose metadata is applied after content.
@@ -177,7 +180,9 @@ impl<'a> Restore<'a> {
         match std::fs::read_dir(&self.target) {
             Ok(mut entries) => {
                 if entries.next().is_some() && !self.opts.overwrite {
-                    return Err(ArchiveError::TargetNotEmpty { path: self.target.clone() });
+                    return Err(ArchiveError::TargetNotEmpty {
+                        path: self.target.clone(),
+                    });
                 }
                 Ok(())
             }
@@ -324,8 +329,7 @@ impl<'a> Restore<'a> {
     }
 
     fn write_content(&self, plan: &Plan) -> Result<(), ArchiveError> {
-        let mut packs: Vec<(&PackId, &Vec<(BlobLocation, Vec<Placement>)>)> =
-            plan.packs.iter().collect();
+        let mut packs: Vec<(&PackId, &PackBlobs)> = plan.packs.iter().collect();
         // Bigger packs first so the tail of the run is not one big pack.
         packs.sort_by_key(|(id, blobs)| (std::cmp::Reverse(blobs.len()), **id));
         let workers = match self.opts.workers {
@@ -351,7 +355,9 @@ impl<'a> Restore<'a> {
                         return Ok(());
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((pack, blobs)) = packs.get(i) else { return Ok(()) };
+                    let Some((pack, blobs)) = packs.get(i) else {
+                        return Ok(());
+                    };
                     self.restore_pack(pack, blobs, plan, &handles)?;
                 }));
             }

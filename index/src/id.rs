@@ -88,25 +88,6 @@ impl fmt::Debug for Id {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_round_trip() {
-        let id = Id::hash(b"abc");
-        assert_eq!(Id::from_hex(&id.to_hex()), Some(id));
-        assert_eq!(Id::from_hex(&id.to_hex().to_uppercase()), Some(id));
-        assert_eq!(Id::from_hex("00"), None);
-        assert_eq!(Id::from_hex(&"g".repeat(64)), None);
-        // blake3("abc") test vector from the blake3 specification.
-        assert_eq!(
-            id.to_hex(),
-            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
-        );
-    }
-}
-
 /// Hex in human-readable formats (JSON), 32 raw bytes in binary ones (CBOR).
 impl serde::Serialize for Id {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -141,5 +122,24 @@ impl<'de> serde::Deserialize<'de> for Id {
         } else {
             d.deserialize_bytes(V)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let id = Id::hash(b"abc");
+        assert_eq!(Id::from_hex(&id.to_hex()), Some(id));
+        assert_eq!(Id::from_hex(&id.to_hex().to_uppercase()), Some(id));
+        assert_eq!(Id::from_hex("00"), None);
+        assert_eq!(Id::from_hex(&"g".repeat(64)), None);
+        // blake3("abc") test vector from the blake3 specification.
+        assert_eq!(
+            id.to_hex(),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
     }
 }

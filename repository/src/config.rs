@@ -126,9 +126,9 @@ impl Config {
             && (1024..=16 << 20).contains(&c.max_size)
             && c.min_size <= c.avg_size
             && c.avg_size <= c.max_size
-            && c.min_size % 2 == 0
-            && c.avg_size % 2 == 0
-            && c.max_size % 2 == 0;
+            && c.min_size.is_multiple_of(2)
+            && c.avg_size.is_multiple_of(2)
+            && c.max_size.is_multiple_of(2);
         if !ok {
             return Err(RepoError::InvalidOption(format!(
                 "chunk sizes {}/{}/{} out of range (min 64..1M, avg 256..4M, max 1K..16M, even, ordered)",
