@@ -16,6 +16,7 @@ mod signals;
 use clap::Parser;
 
 fn main() {
+    limit_malloc_arenas();
     let cli = cli::Cli::parse();
     let token = signals::install();
     let result = match &cli.command {
@@ -30,7 +31,9 @@ fn main() {
             let code = exit::code_for(&e);
             if code == exit::INTERRUPTED {
                 eprintln!("arch: interrupted");
-            } else if let Some(arch_archiver::ArchiveError::TargetNotEmpty { path }) = e.downcast_ref() {
+            } else if let Some(arch_archiver::ArchiveError::TargetNotEmpty { path }) =
+                e.downcast_ref()
+            {
                 eprintln!(
                     "arch: restore target {} is not empty; restore into an empty or new directory, or pass --overwrite always",
                     path.display()
@@ -42,4 +45,18 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// glibc gives every thread its own malloc arena, and buffers allocated in
+/// one pool's thread and freed in another's leave each arena holding its
+/// own high-water mark: measured on a 635 MB first backup, one arena cuts
+/// peak RSS from 140 MB to 103 MB and is no slower (the hot path recycles
+/// its buffers and hardly allocates). Must run before any thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }

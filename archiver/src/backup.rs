@@ -29,6 +29,7 @@ use crate::error::ArchiveError;
 use crate::file_saver::BlobJob;
 use crate::metadata::NameCache;
 use crate::options::BackupOptions;
+use crate::packer::SharedPacker;
 use crate::policy::{ErrorPolicy, SkipErrors};
 use crate::progress::{NoProgress, Progress};
 use crate::scanner::{prepare_paths, scan, FileJob};
@@ -139,6 +140,8 @@ impl<'a> Backup<'a> {
             names: NameCache::default(),
             warnings: Mutex::new(Vec::new()),
             root_tree: Mutex::new(None),
+            chunk_bufs: crate::pool::BufPool::new(32),
+            pack_bufs: crate::pool::BufPool::new(8),
             #[cfg(test)]
             fault: self.fault,
         };
@@ -199,8 +202,12 @@ fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions) {
     let (file_tx, file_rx) = bounded::<FileJob>(file_workers * 8);
     let (blob_tx, blob_rx) = bounded::<BlobJob>(blob_workers * 2);
     let (tree_tx, tree_rx) = unbounded::<Arc<DirState>>();
-    let (pack_tx, pack_rx) = bounded::<FinishedPack>(1);
+    // A rendezvous: a finished pack waits in its saver until an uploader
+    // takes it, so at most (savers + uploaders) packs are in memory.
+    let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
     let scope = ctx.scope;
+    let pack_size = ctx.repo.config().pack_size as usize;
+    let data_packer = SharedPacker::new(arch_index::BlobType::Data, pack_size, blob_workers);
     std::thread::scope(|s| {
         let watcher = spawn(s, scope, "arch-watch", || {
             scope.watch();
@@ -213,10 +220,11 @@ fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions) {
                 uploader::run(ctx, &rx)
             }));
         }
+        let data_packer = &data_packer;
         for _ in 0..blob_workers {
             let (rx, tx) = (blob_rx.clone(), pack_tx.clone());
             workers.push(spawn(s, scope, "arch-blob", move || {
-                blob_saver::run(ctx, &rx, &tx)
+                blob_saver::run(ctx, &rx, data_packer, &tx)
             }));
         }
         let tx = pack_tx.clone();

@@ -32,6 +32,10 @@ pub(crate) struct Ctx<'a> {
     pub(crate) names: NameCache,
     pub(crate) warnings: Mutex<Vec<Warning>>,
     pub(crate) root_tree: Mutex<Option<arch_index::Id>>,
+    /// Buffers of new chunks, FileSaver -> BlobSaver -> back.
+    pub(crate) chunk_bufs: crate::pool::BufPool,
+    /// Pack buffers, BlobSaver/TreeSaver -> uploader -> back.
+    pub(crate) pack_bufs: crate::pool::BufPool,
     #[cfg(test)]
     pub(crate) fault: Option<crate::fault::Fault>,
 }

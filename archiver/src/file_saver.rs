@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use arch_index::{BlobId, BlobType, Id};
 use arch_repository::{Chunker, Node};
-use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::context::Ctx;
@@ -25,10 +24,10 @@ use crate::fault::Stage;
 use crate::scanner::FileJob;
 use crate::stats::add;
 
-/// A new blob for the BlobSaver. `data` shares the reader's buffer (no copy).
+/// A new blob for the BlobSaver.
 pub(crate) struct BlobJob {
     pub(crate) id: BlobId,
-    pub(crate) data: Bytes,
+    pub(crate) data: Vec<u8>,
 }
 
 /// Why saving one file stopped.
@@ -46,13 +45,17 @@ pub(crate) fn run(
     trees: &Sender<Arc<DirState>>,
 ) -> Result<(), ArchiveError> {
     let chunker = ctx.repo.chunker();
-    // Read in blocks of at least two maximal chunks so that most cuts in a
-    // block are final and the held-back tail is small relative to it.
-    let block = (chunker.max_size() * 2).max(8 << 20);
+    // One read buffer per worker, reused for every file. One maximal chunk
+    // plus 1 MiB: the first chunk of a full block always ends before the
+    // block does, so every cut makes progress, and the held-back tail that
+    // moves to the front is small next to what is consumed.
+    let mut buf = Vec::with_capacity(chunker.max_size() + (1 << 20));
     let mut cuts = Vec::new();
     while let Some(job) = ctx.scope.recv(files) {
         ctx.inject(Stage::FileSaver)?;
-        let node = match save_file(ctx, &job.path, job.node, &chunker, block, &mut cuts, blobs) {
+        let node = match save_file(
+            ctx, &job.path, job.node, &chunker, &mut buf, &mut cuts, blobs,
+        ) {
             Ok(node) => {
                 ctx.progress.file_done(&job.path, node.size);
                 Some(node)
@@ -89,60 +92,65 @@ fn save_file(
     path: &Path,
     mut node: Node,
     chunker: &Chunker,
-    block: usize,
+    buf: &mut Vec<u8>,
     cuts: &mut Vec<usize>,
     blobs: &Sender<BlobJob>,
 ) -> Result<Node, FileFailure> {
     let mut file = open_source(path).map_err(FileFailure::Source)?;
     add(&ctx.stats.files_opened, 1);
     let index = ctx.repo.index();
-    // Size the first buffer from the file size so small files cost small
-    // allocations; +1 lets EOF be seen without growing.
-    let mut buf = BytesMut::with_capacity((node.size as usize).saturating_add(1).min(block));
-    let mut content: Vec<Id> = Vec::with_capacity((node.size / (1 << 20)) as usize + 1);
+    let block = buf.capacity();
+    let mut content: Vec<Id> = Vec::with_capacity((node.size >> 20) as usize + 1);
     let mut total = 0u64;
     let mut eof = false;
-    while !eof || !buf.is_empty() {
+    buf.clear();
+    loop {
+        // Fill the block (or reach EOF). The block is larger than the
+        // largest chunk, so every cut makes progress.
         while !eof && buf.len() < block {
             if ctx.scope.is_cancelled() {
                 return Err(FileFailure::Run(ArchiveError::Cancelled));
             }
-            if buf.capacity() == buf.len() {
-                buf.reserve((block - buf.len()).min(buf.len().max(64 << 10)));
-            }
             let start = buf.len();
-            let want = (buf.capacity() - start).min(block - start);
-            buf.resize(start + want, 0);
-            match file.read(&mut buf[start..]) {
-                Ok(0) => {
-                    buf.truncate(start);
-                    eof = true;
-                }
-                Ok(n) => buf.truncate(start + n),
-                Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(start),
+            // SAFETY: the bytes between len and capacity are only exposed
+            // to read(), which writes them; len is set to what it wrote.
+            let spare = unsafe {
+                std::slice::from_raw_parts_mut(buf.as_mut_ptr().add(start), block - start)
+            };
+            match file.read(spare) {
+                Ok(0) => eof = true,
+                // SAFETY: read initialised n bytes after start.
+                Ok(n) => unsafe { buf.set_len(start + n) },
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(FileFailure::Source(e)),
             }
         }
         if buf.is_empty() {
             break;
         }
-        chunker.cut(&buf, eof, cuts);
-        let consumed: usize = cuts.iter().sum();
-        let done = buf.split_to(consumed).freeze();
-        add(&ctx.stats.bytes_read, consumed as u64);
-        ctx.progress.bytes_processed(consumed as u64);
-        total += consumed as u64;
+        chunker.cut(buf, eof, cuts);
         let mut off = 0;
         for &len in cuts.iter() {
-            let chunk = done.slice(off..off + len);
+            let chunk = &buf[off..off + len];
             off += len;
-            let id = Id::hash(&chunk);
+            let id = Id::hash(chunk);
             content.push(id);
+            // Only new chunks are copied out of the read buffer; the buffer
+            // itself is reused for the whole run.
             if index.add_pending(BlobType::Data, id) {
+                let mut data = ctx.chunk_bufs.get(len);
+                data.extend_from_slice(chunk);
                 ctx.scope
-                    .send(blobs, BlobJob { id, data: chunk })
+                    .send(blobs, BlobJob { id, data })
                     .map_err(FileFailure::Run)?;
             }
+        }
+        add(&ctx.stats.bytes_read, off as u64);
+        ctx.progress.bytes_processed(off as u64);
+        total += off as u64;
+        buf.drain(..off);
+        if eof && buf.is_empty() {
+            break;
         }
     }
     // The node describes what was read, even if the file changed size.

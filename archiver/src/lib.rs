@@ -37,9 +37,11 @@ mod fault;
 mod file_saver;
 mod metadata;
 mod options;
+mod packer;
 #[cfg(test)]
 mod pipeline_tests;
 mod policy;
+mod pool;
 mod progress;
 mod restore;
 mod scanner;

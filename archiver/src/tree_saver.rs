@@ -8,11 +8,11 @@ use arch_index::{BlobType, Id};
 use arch_repository::{BlobEncoder, FinishedPack, Tree};
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::blob_saver::Packer;
 use crate::context::Ctx;
 use crate::dir_state::DirState;
 use crate::error::ArchiveError;
 use crate::fault::Stage;
+use crate::packer::SharedPacker;
 use crate::stats::add;
 
 pub(crate) fn run(
@@ -20,13 +20,23 @@ pub(crate) fn run(
     dirs: &Receiver<Arc<DirState>>,
     packs: &Sender<FinishedPack>,
 ) -> Result<(), ArchiveError> {
+    // Tree packs are small so that they are cheap to cache and read.
+    let target = (ctx.repo.config().pack_size as usize).min(4 << 20);
+    let packer = SharedPacker::new(BlobType::Tree, target, 1);
+    let result = save_trees(ctx, dirs, &packer, packs);
+    let left = packer.leave(ctx, packs);
+    result.and(left)
+}
+
+fn save_trees(
+    ctx: &Ctx<'_>,
+    dirs: &Receiver<Arc<DirState>>,
+    packer: &SharedPacker,
+    packs: &Sender<FinishedPack>,
+) -> Result<(), ArchiveError> {
     let repo = ctx.repo;
     let mut encoder = BlobEncoder::new(repo.config().compression_level)?;
-    // Tree packs are small so that they are cheap to cache and read.
-    let mut packer = Packer::new(
-        BlobType::Tree,
-        (repo.config().pack_size as usize).min(4 << 20),
-    );
+    let mut sealed = Vec::new();
     while let Some(mut dir) = ctx.scope.recv(dirs) {
         ctx.inject(Stage::TreeSaver)?;
         loop {
@@ -36,11 +46,12 @@ pub(crate) fn run(
             let bytes = tree.encode();
             let id = Id::hash(&bytes);
             if repo.index().add_pending(BlobType::Tree, id) {
-                let stored = encoder.encode_into(repo.key(), id, &bytes, packer.writer());
+                let compression = encoder.seal_blob(repo.key(), &bytes, &mut sealed);
                 add(&ctx.stats.blobs_added, 1);
                 add(&ctx.stats.bytes_added_raw, bytes.len() as u64);
-                ctx.progress.blob_stored(bytes.len() as u64, stored as u64);
-                packer.send_if_full(ctx, packs)?;
+                ctx.progress
+                    .blob_stored(bytes.len() as u64, sealed.len() as u64);
+                packer.add(ctx, id, &sealed, bytes.len() as u32, compression, packs)?;
             }
             let Some(parent) = dir.parent.clone() else {
                 *ctx.root_tree.lock() = Some(id);
@@ -59,5 +70,5 @@ pub(crate) fn run(
             dir = parent;
         }
     }
-    packer.send_rest(ctx, packs)
+    Ok(())
 }

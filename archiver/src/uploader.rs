@@ -14,6 +14,7 @@ pub(crate) fn run(ctx: &Ctx<'_>, packs: &Receiver<FinishedPack>) -> Result<(), A
         ctx.inject(Stage::Uploader)?;
         ctx.repo.save_pack(&pack)?;
         add(&ctx.stats.bytes_added_stored, pack.data.len() as u64);
+        ctx.pack_bufs.put(pack.data);
     }
     Ok(())
 }

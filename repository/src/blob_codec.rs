@@ -23,18 +23,12 @@ impl BlobEncoder {
         })
     }
 
-    /// Adds blob `id` with plaintext `data` to `pack`. The blob is stored
-    /// compressed only when that saves at least 1/32 of its size:
-    /// incompressible data is then stored raw and restores without a
-    /// decompression pass. Returns the stored (sealed) length.
-    pub fn encode_into(
-        &mut self,
-        key: &Key,
-        id: BlobId,
-        data: &[u8],
-        pack: &mut PackWriter,
-    ) -> usize {
-        let before = pack.len();
+    /// Compresses (when that saves at least 1/32 of the size: incompressible
+    /// data is stored raw and restores without a decompression pass) and
+    /// seals `data` into `out`, which is cleared first. Returns how the
+    /// plaintext was encoded.
+    pub fn seal_blob(&mut self, key: &Key, data: &[u8], out: &mut Vec<u8>) -> Compression {
+        out.clear();
         let bound = zstd::zstd_safe::compress_bound(data.len());
         self.scratch.clear();
         self.scratch.reserve(bound);
@@ -43,11 +37,27 @@ impl BlobEncoder {
             Err(_) => false,
         };
         if pays {
-            pack.add(key, id, &self.scratch, data.len() as u32, Compression::Zstd);
+            key.seal_append(&self.scratch, out);
+            Compression::Zstd
         } else {
-            pack.add(key, id, data, data.len() as u32, Compression::None);
+            key.seal_append(data, out);
+            Compression::None
         }
-        pack.len() - before
+    }
+
+    /// Seals blob `id` with plaintext `data` straight into `pack`; returns
+    /// the stored length.
+    pub fn encode_into(
+        &mut self,
+        key: &Key,
+        id: BlobId,
+        data: &[u8],
+        pack: &mut PackWriter,
+    ) -> usize {
+        let mut sealed = Vec::new();
+        let c = self.seal_blob(key, data, &mut sealed);
+        pack.add_sealed(id, &sealed, data.len() as u32, c);
+        sealed.len()
     }
 }
 

@@ -37,9 +37,16 @@ pub struct FinishedPack {
 impl PackWriter {
     /// An empty pack for blobs of type `t`, with room for `capacity` bytes.
     pub fn new(t: BlobType, capacity: usize) -> PackWriter {
+        PackWriter::with_buffer(t, Vec::with_capacity(capacity))
+    }
+
+    /// An empty pack that writes into `buf` (cleared first), so callers can
+    /// recycle pack buffers.
+    pub fn with_buffer(t: BlobType, mut buf: Vec<u8>) -> PackWriter {
+        buf.clear();
         PackWriter {
             blob_type: t,
-            buf: Vec::with_capacity(capacity),
+            buf,
             blobs: Vec::new(),
         }
     }
@@ -61,6 +68,29 @@ impl PackWriter {
             blob_type: self.blob_type,
             offset,
             length: (payload.len() + SEAL_OVERHEAD) as u32,
+            raw_length,
+            compression,
+        });
+    }
+
+    /// Appends a blob sealed elsewhere (see [`BlobEncoder::seal_blob`]),
+    /// so the expensive work can happen outside a lock on a shared pack.
+    ///
+    /// [`BlobEncoder::seal_blob`]: crate::BlobEncoder::seal_blob
+    pub fn add_sealed(
+        &mut self,
+        id: BlobId,
+        sealed: &[u8],
+        raw_length: u32,
+        compression: Compression,
+    ) {
+        let offset = self.buf.len() as u32;
+        self.buf.extend_from_slice(sealed);
+        self.blobs.push(PackedBlob {
+            id,
+            blob_type: self.blob_type,
+            offset,
+            length: sealed.len() as u32,
             raw_length,
             compression,
         });

@@ -1,0 +1,81 @@
+//! The open pack of one blob type, shared by all workers of that type.
+//!
+//! One shared pack instead of one per worker bounds pack memory to the open
+//! pack plus the packs being uploaded, and leaves one partial pack per
+//! backup instead of one per worker. Workers compress and seal outside the
+//! lock; under it they only copy the sealed bytes in.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arch_index::{BlobId, BlobType, Compression};
+use arch_repository::{FinishedPack, PackWriter};
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+
+use crate::context::Ctx;
+use crate::error::ArchiveError;
+
+pub(crate) struct SharedPacker {
+    t: BlobType,
+    target: usize,
+    open: Mutex<Option<PackWriter>>,
+    /// Workers still adding; the last one to leave sends the partial pack.
+    users: AtomicUsize,
+}
+
+impl SharedPacker {
+    pub(crate) fn new(t: BlobType, target: usize, users: usize) -> SharedPacker {
+        SharedPacker {
+            t,
+            target,
+            open: Mutex::new(None),
+            users: AtomicUsize::new(users),
+        }
+    }
+
+    /// Adds one sealed blob; sends the pack to the uploaders if it is full.
+    pub(crate) fn add(
+        &self,
+        ctx: &Ctx<'_>,
+        id: BlobId,
+        sealed: &[u8],
+        raw_length: u32,
+        compression: Compression,
+        packs: &Sender<FinishedPack>,
+    ) -> Result<(), ArchiveError> {
+        let full = {
+            let mut open = self.open.lock();
+            let w = open.get_or_insert_with(|| {
+                PackWriter::with_buffer(self.t, ctx.pack_bufs.get(self.target + (1 << 20)))
+            });
+            w.add_sealed(id, sealed, raw_length, compression);
+            if w.len() >= self.target {
+                open.take()
+            } else {
+                None
+            }
+        };
+        match full {
+            // Finishing hashes the whole pack: done outside the lock.
+            Some(w) => ctx.scope.send(packs, w.finish(ctx.repo.key())),
+            None => Ok(()),
+        }
+    }
+
+    /// Called once by each worker when it stops adding. The last one sends
+    /// the partial pack, unless the run was cancelled: then its blobs were
+    /// never indexed, nothing refers to them, and it is dropped.
+    pub(crate) fn leave(
+        &self,
+        ctx: &Ctx<'_>,
+        packs: &Sender<FinishedPack>,
+    ) -> Result<(), ArchiveError> {
+        if self.users.fetch_sub(1, Ordering::AcqRel) != 1 || ctx.scope.is_cancelled() {
+            return Ok(());
+        }
+        match self.open.lock().take() {
+            Some(w) if !w.is_empty() => ctx.scope.send(packs, w.finish(ctx.repo.key())),
+            _ => Ok(()),
+        }
+    }
+}
