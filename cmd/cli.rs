@@ -8,13 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     /// Repository location (default: ARCH_REPOSITORY, else a repository in
     /// the user's data directory, created by the first backup).
-    #[arg(
-        long,
-        short = 'r',
-        global = true,
-        env = "ARCH_REPOSITORY",
-        value_name = "PATH"
-    )]
+    #[arg(long, short = 'r', global = true, env = "ARCH_REPOSITORY", value_name = "PATH")]
     pub repo: Option<PathBuf>,
     /// Read the password from this file (first line).
     #[arg(long, global = true, env = "ARCH_PASSWORD_FILE", value_name = "FILE")]
@@ -52,6 +46,18 @@ pub struct BackupArgs {
     /// Host name to record (default: this machine's).
     #[arg(long)]
     pub host: Option<String>,
+    /// Snapshot to compare with (default: the latest with the same host and paths).
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub parent: Option<String>,
+    /// Read every file, even those unchanged since the parent snapshot.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not compare inode numbers to detect changes (snapshot filesystems, network mounts).
+    #[arg(long)]
+    pub ignore_inode: bool,
+    /// Do not compare ctimes to detect changes.
+    #[arg(long)]
+    pub ignore_ctime: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -13,6 +13,10 @@ pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i3
     if let Some(h) = &args.host {
         opts = opts.host(h.clone());
     }
+    if let Some(p) = &args.parent {
+        opts = opts.parent(repo.find_snapshot(p)?.0);
+    }
+    opts = opts.force(args.force).ignore_inode(args.ignore_inode).ignore_ctime(args.ignore_ctime);
     // Never back up the repository into itself.
     if let Ok(p) = std::fs::canonicalize(crate::repo::location(cli)?.path) {
         opts = opts.exclude_path(p);
@@ -37,11 +41,14 @@ pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i3
         println!("{v}");
     } else if !cli.quiet {
         println!(
-            "files: {}, dirs: {}, others: {}; {} read",
+            "files: {} new, {} changed, {} unmodified; {} dirs, {} others; {} read of {}",
             s.files_new,
+            s.files_changed,
+            s.files_unmodified,
             s.dirs,
             s.others,
-            human(s.bytes_read)
+            human(s.bytes_read),
+            human(s.bytes_total)
         );
         println!(
             "added to the repository: {} ({} stored) in {} new blobs",
@@ -49,11 +56,7 @@ pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i3
             human(s.bytes_added_stored),
             s.blobs_added
         );
-        println!(
-            "snapshot {} saved in {:.2}s",
-            result.snapshot_id.short(),
-            s.duration_secs
-        );
+        println!("snapshot {} saved in {:.2}s", result.snapshot_id.short(), s.duration_secs);
     }
     if !result.warnings.is_empty() {
         eprintln!(

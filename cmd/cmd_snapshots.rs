@@ -18,10 +18,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         println!("{}", serde_json::Value::Array(list));
         return Ok(crate::exit::OK);
     }
-    println!(
-        "{:<8}  {:<19}  {:<16}  {:<12}  paths",
-        "id", "time", "host", "tags"
-    );
+    println!("{:<8}  {:<19}  {:<16}  {:<12}  paths", "id", "time", "host", "tags");
     for (id, s) in &snaps {
         println!(
             "{:<8}  {:<19}  {:<16}  {:<12}  {}",

@@ -31,9 +31,7 @@ fn main() {
             let code = exit::code_for(&e);
             if code == exit::INTERRUPTED {
                 eprintln!("arch: interrupted");
-            } else if let Some(arch_archiver::ArchiveError::TargetNotEmpty { path }) =
-                e.downcast_ref()
-            {
+            } else if let Some(arch_archiver::ArchiveError::TargetNotEmpty { path }) = e.downcast_ref() {
                 eprintln!(
                     "arch: restore target {} is not empty; restore into an empty or new directory, or pass --overwrite always",
                     path.display()

@@ -12,8 +12,7 @@ pub fn get(file: Option<&Path>, confirm: bool) -> Result<Vec<u8>> {
         return non_empty(p.into_encoded_bytes(), "ARCH_PASSWORD");
     }
     if let Some(f) = file {
-        let text = std::fs::read(f)
-            .with_context(|| format!("cannot read password file {}", f.display()))?;
+        let text = std::fs::read(f).with_context(|| format!("cannot read password file {}", f.display()))?;
         let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
         let first = first.strip_suffix(b"\r").unwrap_or(first);
         return non_empty(first.to_vec(), &format!("password file {}", f.display()));
@@ -36,11 +35,9 @@ pub fn get(file: Option<&Path>, confirm: bool) -> Result<Vec<u8>> {
     if !std::io::stdin().is_terminal() {
         bail!("no password given: set ARCH_PASSWORD, ARCH_PASSWORD_FILE or ARCH_PASSWORD_COMMAND, or use --password-file");
     }
-    let p = rpassword::prompt_password("enter password for repository: ")
-        .context("cannot read password")?;
+    let p = rpassword::prompt_password("enter password for repository: ").context("cannot read password")?;
     if confirm {
-        let again =
-            rpassword::prompt_password("enter password again: ").context("cannot read password")?;
+        let again = rpassword::prompt_password("enter password again: ").context("cannot read password")?;
         if again != p {
             bail!("passwords do not match");
         }

@@ -67,11 +67,7 @@ impl TermProgress {
                 eprint!("\r\x1b[K");
             })
         });
-        TermProgress {
-            counters,
-            quiet,
-            ticker,
-        }
+        TermProgress { counters, quiet, ticker }
     }
 
     pub fn sink(&self) -> Arc<dyn Progress> {

@@ -14,17 +14,12 @@ pub struct Location {
 
 pub fn location(cli: &Cli) -> Result<Location> {
     if let Some(p) = &cli.repo {
-        return Ok(Location {
-            path: p.clone(),
-            is_default: false,
-        });
+        return Ok(Location { path: p.clone(), is_default: false });
     }
-    let base = dirs::data_dir()
-        .context("no --repo or ARCH_REPOSITORY given, and no user data directory to hold a default repository")?;
-    Ok(Location {
-        path: base.join("arch").join("repo"),
-        is_default: true,
-    })
+    let base = dirs::data_dir().context(
+        "no --repo or ARCH_REPOSITORY given, and no user data directory to hold a default repository",
+    )?;
+    Ok(Location { path: base.join("arch").join("repo"), is_default: true })
 }
 
 pub fn open(cli: &Cli) -> Result<Repository> {

@@ -30,6 +30,7 @@ use crate::file_saver::BlobJob;
 use crate::metadata::NameCache;
 use crate::options::BackupOptions;
 use crate::packer::SharedPacker;
+use crate::parent::ChangeRules;
 use crate::policy::{ErrorPolicy, SkipErrors};
 use crate::progress::{NoProgress, Progress};
 use crate::scanner::{prepare_paths, scan, FileJob};
@@ -71,10 +72,7 @@ pub struct Backup<'a> {
 
 impl<'a> Backup<'a> {
     /// A backup of `paths` into `repo` with default options.
-    pub fn new<P: Into<PathBuf>>(
-        repo: &'a Repository,
-        paths: impl IntoIterator<Item = P>,
-    ) -> Backup<'a> {
+    pub fn new<P: Into<PathBuf>>(repo: &'a Repository, paths: impl IntoIterator<Item = P>) -> Backup<'a> {
         Backup {
             repo,
             paths: paths.into_iter().map(Into::into).collect(),
@@ -90,11 +88,7 @@ impl<'a> Backup<'a> {
     /// Makes `stage` fail on its `after`-th item (tests of error handling).
     #[cfg(test)]
     pub(crate) fn inject_fault(mut self, stage: crate::fault::Stage, after: usize) -> Self {
-        self.fault = Some(crate::fault::Fault {
-            stage,
-            after,
-            seen: Default::default(),
-        });
+        self.fault = Some(crate::fault::Fault { stage, after, seen: Default::default() });
         self
     }
 
@@ -125,11 +119,14 @@ impl<'a> Backup<'a> {
     /// Runs the backup; see the type's guarantees.
     pub fn run(self) -> Result<BackupResult, ArchiveError> {
         let start = Instant::now();
-        let time = self
-            .opts
-            .time
-            .unwrap_or_else(|| chrono::Local::now().fixed_offset());
+        let time = self.opts.time.unwrap_or_else(|| chrono::Local::now().fixed_offset());
         let paths = prepare_paths(&self.paths)?;
+        let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let hostname = self.opts.host.clone().unwrap_or_else(hostname);
+        let parent = match self.opts.parent {
+            Some(id) => Some((id, self.repo.load_snapshot(&id)?)),
+            None => latest_with(self.repo, &hostname, &path_strings)?,
+        };
         let scope = Scope::new(&self.cancel);
         let ctx = Ctx {
             repo: self.repo,
@@ -140,6 +137,8 @@ impl<'a> Backup<'a> {
             names: NameCache::default(),
             warnings: Mutex::new(Vec::new()),
             root_tree: Mutex::new(None),
+            parent_tree: parent.as_ref().filter(|_| !self.opts.force).map(|(_, s)| s.tree),
+            rules: ChangeRules { ignore_inode: self.opts.ignore_inode, ignore_ctime: self.opts.ignore_ctime },
             chunk_bufs: crate::pool::BufPool::new(32),
             pack_bufs: crate::pool::BufPool::new(8),
             #[cfg(test)]
@@ -157,11 +156,7 @@ impl<'a> Backup<'a> {
             return Err(ArchiveError::Cancelled);
         }
         flushed?;
-        let tree = ctx
-            .root_tree
-            .lock()
-            .take()
-            .ok_or(ArchiveError::WorkerPanic("tree saver"))?;
+        let tree = ctx.root_tree.lock().take().ok_or(ArchiveError::WorkerPanic("tree saver"))?;
         let mut tags = self.opts.tags.clone();
         tags.sort();
         tags.dedup();
@@ -170,31 +165,30 @@ impl<'a> Backup<'a> {
         let snapshot = Snapshot {
             time,
             tree,
-            paths: paths
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect(),
-            hostname: self.opts.host.clone().unwrap_or_else(hostname),
+            paths: path_strings,
+            hostname,
             username: username(),
             uid,
             gid,
             tags,
-            parent: None,
+            parent: parent.map(|(id, _)| id),
             program_version: format!("arch {}", env!("CARGO_PKG_VERSION")),
             summary: Some(ctx.stats.summary(start.elapsed().as_secs_f64())),
         };
         let snapshot_id = self.repo.save_snapshot(&snapshot)?;
-        let files_read = ctx
-            .stats
-            .files_opened
-            .load(std::sync::atomic::Ordering::Relaxed);
-        Ok(BackupResult {
-            snapshot_id,
-            snapshot,
-            warnings: ctx.warnings.into_inner(),
-            files_read,
-        })
+        let files_read = ctx.stats.files_opened.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(BackupResult { snapshot_id, snapshot, warnings: ctx.warnings.into_inner(), files_read })
     }
+}
+
+/// The newest snapshot of `host` with exactly these paths: the default
+/// parent, as in restic.
+fn latest_with(
+    repo: &Repository,
+    host: &str,
+    paths: &[String],
+) -> Result<Option<(Id, Snapshot)>, ArchiveError> {
+    Ok(repo.list_snapshots()?.into_iter().rev().find(|(_, s)| s.hostname == host && s.paths == paths))
 }
 
 fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions) {
@@ -216,33 +210,23 @@ fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions) {
         let mut workers = Vec::new();
         for _ in 0..upload_workers {
             let rx = pack_rx.clone();
-            workers.push(spawn(s, scope, "arch-upload", move || {
-                uploader::run(ctx, &rx)
-            }));
+            workers.push(spawn(s, scope, "arch-upload", move || uploader::run(ctx, &rx)));
         }
         let data_packer = &data_packer;
         for _ in 0..blob_workers {
             let (rx, tx) = (blob_rx.clone(), pack_tx.clone());
-            workers.push(spawn(s, scope, "arch-blob", move || {
-                blob_saver::run(ctx, &rx, data_packer, &tx)
-            }));
+            workers.push(spawn(s, scope, "arch-blob", move || blob_saver::run(ctx, &rx, data_packer, &tx)));
         }
         let tx = pack_tx.clone();
-        workers.push(spawn(s, scope, "arch-tree", move || {
-            tree_saver::run(ctx, &tree_rx, &tx)
-        }));
+        workers.push(spawn(s, scope, "arch-tree", move || tree_saver::run(ctx, &tree_rx, &tx)));
         for _ in 0..file_workers {
             let (rx, btx, ttx) = (file_rx.clone(), blob_tx.clone(), tree_tx.clone());
-            workers.push(spawn(s, scope, "arch-file", move || {
-                file_saver::run(ctx, &rx, &btx, &ttx)
-            }));
+            workers.push(spawn(s, scope, "arch-file", move || file_saver::run(ctx, &rx, &btx, &ttx)));
         }
         // Each pool now holds its own channel ends; dropping ours lets
         // channels close as soon as the pools feeding them finish.
         drop((pack_rx, pack_tx, blob_rx, blob_tx, file_rx));
-        guarded(scope, "scanner", || {
-            scan(ctx, paths, &opts.exclude_paths, &file_tx, &tree_tx)
-        });
+        guarded(scope, "scanner", || scan(ctx, paths, &opts.exclude_paths, &file_tx, &tree_tx));
         drop((file_tx, tree_tx));
         for w in workers.into_iter().flatten() {
             // Workers catch their own panics (guarded), so join cannot fail.
@@ -263,9 +247,7 @@ pub(crate) fn spawn<'s, 'env>(
     name: &'static str,
     f: impl FnOnce() -> Result<(), ArchiveError> + Send + 's,
 ) -> Option<std::thread::ScopedJoinHandle<'s, ()>> {
-    match std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn_scoped(s, move || guarded(scope, name, f))
+    match std::thread::Builder::new().name(name.to_string()).spawn_scoped(s, move || guarded(scope, name, f))
     {
         Ok(h) => Some(h),
         Err(e) => {

@@ -32,6 +32,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) names: NameCache,
     pub(crate) warnings: Mutex<Vec<Warning>>,
     pub(crate) root_tree: Mutex<Option<arch_index::Id>>,
+    /// Root tree of the parent snapshot used for change detection.
+    pub(crate) parent_tree: Option<arch_index::Id>,
+    pub(crate) rules: crate::parent::ChangeRules,
     /// Buffers of new chunks, FileSaver -> BlobSaver -> back.
     pub(crate) chunk_bufs: crate::pool::BufPool,
     /// Pack buffers, BlobSaver/TreeSaver -> uploader -> back.
@@ -53,22 +56,14 @@ impl Ctx<'_> {
     }
 
     /// Hands a per-file problem to the policy: Ok to skip, Err to abort.
-    pub(crate) fn file_problem(
-        &self,
-        path: &Path,
-        err: &std::io::Error,
-    ) -> Result<(), ArchiveError> {
+    pub(crate) fn file_problem(&self, path: &Path, err: &std::io::Error) -> Result<(), ArchiveError> {
         match self.policy.on_error(path, err) {
-            Decision::Abort => Err(ArchiveError::Aborted {
-                path: path.to_path_buf(),
-                reason: err.to_string(),
-            }),
+            Decision::Abort => {
+                Err(ArchiveError::Aborted { path: path.to_path_buf(), reason: err.to_string() })
+            }
             _ => {
                 self.progress.warning(path, &err.to_string());
-                self.warnings.lock().push(Warning {
-                    path: path.to_path_buf(),
-                    message: err.to_string(),
-                });
+                self.warnings.lock().push(Warning { path: path.to_path_buf(), message: err.to_string() });
                 Ok(())
             }
         }

@@ -52,15 +52,7 @@ impl ArchiveError {
         matches!(self, ArchiveError::Cancelled)
     }
 
-    pub(crate) fn io(
-        op: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> ArchiveError {
-        ArchiveError::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> ArchiveError {
+        ArchiveError::Io { op, path: path.into(), source }
     }
 }

@@ -53,10 +53,9 @@ pub(crate) fn run(
     let mut cuts = Vec::new();
     while let Some(job) = ctx.scope.recv(files) {
         ctx.inject(Stage::FileSaver)?;
-        let node = match save_file(
-            ctx, &job.path, job.node, &chunker, &mut buf, &mut cuts, blobs,
-        ) {
+        let node = match save_file(ctx, &job.path, job.node, &chunker, &mut buf, &mut cuts, blobs) {
             Ok(node) => {
+                add(if job.changed { &ctx.stats.files_changed } else { &ctx.stats.files_new }, 1);
                 ctx.progress.file_done(&job.path, node.size);
                 Some(node)
             }
@@ -74,15 +73,10 @@ pub(crate) fn run(
 fn open_source(path: &Path) -> std::io::Result<File> {
     // O_NOATIME keeps the backup from touching atimes (allowed for the
     // owner and root); fall back to a plain open otherwise.
-    match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path),
+    match OpenOptions::new().read(true).custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW).open(path) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+        }
         r => r,
     }
 }
@@ -114,9 +108,7 @@ fn save_file(
             let start = buf.len();
             // SAFETY: the bytes between len and capacity are only exposed
             // to read(), which writes them; len is set to what it wrote.
-            let spare = unsafe {
-                std::slice::from_raw_parts_mut(buf.as_mut_ptr().add(start), block - start)
-            };
+            let spare = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().add(start), block - start) };
             match file.read(spare) {
                 Ok(0) => eof = true,
                 // SAFETY: read initialised n bytes after start.
@@ -140,9 +132,7 @@ fn save_file(
             if index.add_pending(BlobType::Data, id) {
                 let mut data = ctx.chunk_bufs.get(len);
                 data.extend_from_slice(chunk);
-                ctx.scope
-                    .send(blobs, BlobJob { id, data })
-                    .map_err(FileFailure::Run)?;
+                ctx.scope.send(blobs, BlobJob { id, data }).map_err(FileFailure::Run)?;
             }
         }
         add(&ctx.stats.bytes_read, off as u64);
@@ -156,7 +146,6 @@ fn save_file(
     // The node describes what was read, even if the file changed size.
     node.size = total;
     node.content = content;
-    add(&ctx.stats.files, 1);
     add(&ctx.stats.bytes_total, total);
     Ok(node)
 }

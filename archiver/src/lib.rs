@@ -38,6 +38,7 @@ mod file_saver;
 mod metadata;
 mod options;
 mod packer;
+mod parent;
 #[cfg(test)]
 mod pipeline_tests;
 mod policy;
@@ -52,8 +53,8 @@ mod uploader;
 
 pub use arch_index::{BlobId, BlobType, Id};
 pub use arch_repository::{
-    Backend, FileKind, InitOptions, KdfParams, LocalBackend, Node, NodeKind, RepoError, Repository,
-    Snapshot, SnapshotSummary, Tree,
+    Backend, FileKind, InitOptions, KdfParams, LocalBackend, Node, NodeKind, RepoError, Repository, Snapshot,
+    SnapshotSummary, Tree,
 };
 pub use backup::{Backup, BackupResult};
 pub use context::Warning;

@@ -58,18 +58,10 @@ pub(crate) struct NameCache {
 
 impl NameCache {
     fn user(&self, uid: u32) -> String {
-        self.users
-            .lock()
-            .entry(uid)
-            .or_insert_with(|| lookup_user(uid))
-            .clone()
+        self.users.lock().entry(uid).or_insert_with(|| lookup_user(uid)).clone()
     }
     fn group(&self, gid: u32) -> String {
-        self.groups
-            .lock()
-            .entry(gid)
-            .or_insert_with(|| lookup_group(gid))
-            .clone()
+        self.groups.lock().entry(gid).or_insert_with(|| lookup_group(gid)).clone()
     }
 }
 
@@ -80,13 +72,7 @@ fn lookup_user(uid: u32) -> String {
     unsafe {
         let mut pwd: libc::passwd = std::mem::zeroed();
         let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        );
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut result);
         if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
             return String::new();
         }
@@ -100,13 +86,7 @@ fn lookup_group(gid: u32) -> String {
     unsafe {
         let mut grp: libc::group = std::mem::zeroed();
         let mut result: *mut libc::group = std::ptr::null_mut();
-        let rc = libc::getgrgid_r(
-            gid,
-            &mut grp,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        );
+        let rc = libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut result);
         if rc != 0 || result.is_null() || grp.gr_name.is_null() {
             return String::new();
         }
@@ -131,9 +111,7 @@ pub(crate) fn read_xattrs(path: &Path) -> Vec<Xattr> {
         if n >= 0 {
             break n as usize;
         }
-        if std::io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE)
-            && names.len() < 1 << 20
-        {
+        if std::io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE) && names.len() < 1 << 20 {
             names.resize(names.len() * 4, 0);
             continue;
         }
@@ -148,24 +126,14 @@ pub(crate) fn read_xattrs(path: &Path) -> Vec<Xattr> {
         loop {
             // SAFETY: value is valid for value.len() bytes.
             let n = unsafe {
-                libc::lgetxattr(
-                    c.as_ptr(),
-                    cname.as_ptr(),
-                    value.as_mut_ptr().cast(),
-                    value.len(),
-                )
+                libc::lgetxattr(c.as_ptr(), cname.as_ptr(), value.as_mut_ptr().cast(), value.len())
             };
             if n >= 0 {
                 value.truncate(n as usize);
-                out.push(Xattr {
-                    name: name.to_vec(),
-                    value,
-                });
+                out.push(Xattr { name: name.to_vec(), value });
                 break;
             }
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE)
-                && value.len() < 1 << 24
-            {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE) && value.len() < 1 << 24 {
                 value.resize(value.len() * 4, 0);
                 continue;
             }
@@ -179,18 +147,9 @@ pub(crate) fn read_xattrs(path: &Path) -> Vec<Xattr> {
 /// Sets one extended attribute on `path` (not following symlinks).
 pub(crate) fn write_xattr(path: &Path, x: &Xattr) -> std::io::Result<()> {
     let c = cpath(path).ok_or_else(|| std::io::Error::other("path contains NUL"))?;
-    let name = CString::new(x.name.clone())
-        .map_err(|_| std::io::Error::other("xattr name contains NUL"))?;
+    let name = CString::new(x.name.clone()).map_err(|_| std::io::Error::other("xattr name contains NUL"))?;
     // SAFETY: all pointers are valid for the given lengths.
-    let rc = unsafe {
-        libc::lsetxattr(
-            c.as_ptr(),
-            name.as_ptr(),
-            x.value.as_ptr().cast(),
-            x.value.len(),
-            0,
-        )
-    };
+    let rc = unsafe { libc::lsetxattr(c.as_ptr(), name.as_ptr(), x.value.as_ptr().cast(), x.value.len(), 0) };
     if rc == 0 {
         Ok(())
     } else {

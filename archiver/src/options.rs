@@ -14,6 +14,15 @@ pub struct BackupOptions {
     /// Paths never backed up (e.g. the repository itself when it lies
     /// inside a backed-up tree).
     pub exclude_paths: Vec<PathBuf>,
+    /// Parent snapshot for change detection (default: the latest snapshot
+    /// with the same host and paths).
+    pub parent: Option<arch_index::Id>,
+    /// Read every file, even those the parent says are unchanged.
+    pub force: bool,
+    /// Do not compare inode numbers when detecting changes.
+    pub ignore_inode: bool,
+    /// Do not compare ctimes when detecting changes.
+    pub ignore_ctime: bool,
     /// Threads that read and chunk files.
     pub file_workers: usize,
     /// Threads that compress and seal new blobs.
@@ -43,6 +52,27 @@ impl BackupOptions {
         self.exclude_paths.push(p.into());
         self
     }
+    /// Uses snapshot `id` as the parent.
+    pub fn parent(mut self, id: arch_index::Id) -> Self {
+        self.parent = Some(id);
+        self
+    }
+    /// Re-reads every file.
+    pub fn force(mut self, yes: bool) -> Self {
+        self.force = yes;
+        self
+    }
+    /// Ignores inode numbers in change detection: for filesystems whose
+    /// inodes are not stable (snapshots, network and FUSE mounts).
+    pub fn ignore_inode(mut self, yes: bool) -> Self {
+        self.ignore_inode = yes;
+        self
+    }
+    /// Ignores ctimes in change detection (for the same filesystems).
+    pub fn ignore_ctime(mut self, yes: bool) -> Self {
+        self.ignore_ctime = yes;
+        self
+    }
     /// File reader threads. Default 2: enough to keep one read in flight
     /// while the other thread chunks; more only helps on slow storage.
     pub fn file_workers(mut self, n: usize) -> Self {
@@ -63,14 +93,8 @@ impl BackupOptions {
     }
 
     pub(crate) fn resolved(&self) -> (usize, usize, usize) {
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let pick = |v: usize, d: usize| if v == 0 { d } else { v };
-        (
-            pick(self.file_workers, 2),
-            pick(self.blob_workers, cpus),
-            pick(self.upload_workers, 2),
-        )
+        (pick(self.file_workers, 2), pick(self.blob_workers, cpus), pick(self.upload_workers, 2))
     }
 }

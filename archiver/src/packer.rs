@@ -25,12 +25,7 @@ pub(crate) struct SharedPacker {
 
 impl SharedPacker {
     pub(crate) fn new(t: BlobType, target: usize, users: usize) -> SharedPacker {
-        SharedPacker {
-            t,
-            target,
-            open: Mutex::new(None),
-            users: AtomicUsize::new(users),
-        }
+        SharedPacker { t, target, open: Mutex::new(None), users: AtomicUsize::new(users) }
     }
 
     /// Adds one sealed blob; sends the pack to the uploaders if it is full.
@@ -65,11 +60,7 @@ impl SharedPacker {
     /// Called once by each worker when it stops adding. The last one sends
     /// the partial pack, unless the run was cancelled: then its blobs were
     /// never indexed, nothing refers to them, and it is dropped.
-    pub(crate) fn leave(
-        &self,
-        ctx: &Ctx<'_>,
-        packs: &Sender<FinishedPack>,
-    ) -> Result<(), ArchiveError> {
+    pub(crate) fn leave(&self, ctx: &Ctx<'_>, packs: &Sender<FinishedPack>) -> Result<(), ArchiveError> {
         if self.users.fetch_sub(1, Ordering::AcqRel) != 1 || ctx.scope.is_cancelled() {
             return Ok(());
         }

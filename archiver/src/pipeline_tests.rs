@@ -19,11 +19,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn init(backend: Arc<dyn Backend>) -> Repository {
     let opts = InitOptions::default()
-        .kdf(KdfParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        })
+        .kdf(KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 })
         .chunk_sizes(64 << 10, 128 << 10, 256 << 10)
         .pack_size(256 << 10);
     Repository::init(backend, b"pw", &opts).unwrap()
@@ -66,10 +62,7 @@ fn arch_threads() -> Vec<String> {
 
 /// Runs `f` on a thread and fails the test if it does not finish in time
 /// (a hang would otherwise block the suite forever).
-fn within<T: Send + 'static>(
-    limit: Duration,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> (T, Duration) {
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> (T, Duration) {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let start = Instant::now();
     std::thread::spawn(move || {
@@ -84,66 +77,34 @@ fn an_error_in_any_pool_cancels_the_whole_backup() {
     let _serial = SERIAL.lock();
     let tmp = tempfile::tempdir().unwrap();
     let src = make_source(tmp.path());
-    for stage in [
-        Stage::Scanner,
-        Stage::FileSaver,
-        Stage::BlobSaver,
-        Stage::TreeSaver,
-        Stage::Uploader,
-    ] {
+    for stage in [Stage::Scanner, Stage::FileSaver, Stage::BlobSaver, Stage::TreeSaver, Stage::Uploader] {
         let repo_dir = tmp.path().join(format!("repo-{stage:?}"));
         let repo = Arc::new(init(Arc::new(LocalBackend::new(&repo_dir))));
         let (r, src2) = (Arc::clone(&repo), src.clone());
         let (result, took) = within(Duration::from_secs(60), move || {
-            Backup::new(&r, [&src2])
-                .inject_fault(stage, 2)
-                .run()
-                .map(|_| ())
+            Backup::new(&r, [&src2]).inject_fault(stage, 2).run().map(|_| ())
         });
         match result {
-            Err(ArchiveError::Io {
-                op: "injected fault in",
-                path,
-                ..
-            }) => {
+            Err(ArchiveError::Io { op: "injected fault in", path, .. }) => {
                 assert_eq!(path, PathBuf::from(format!("{stage:?}")))
             }
             other => panic!("{stage:?}: expected the injected error, got {other:?}"),
         }
         assert!(took < Duration::from_secs(20), "{stage:?}: took {took:?}");
-        assert!(
-            repo.list_snapshots().unwrap().is_empty(),
-            "{stage:?}: no snapshot after an error"
-        );
-        assert_eq!(
-            arch_threads(),
-            Vec::<String>::new(),
-            "{stage:?}: threads left running"
-        );
+        assert!(repo.list_snapshots().unwrap().is_empty(), "{stage:?}: no snapshot after an error");
+        assert_eq!(arch_threads(), Vec::<String>::new(), "{stage:?}: threads left running");
         // Whatever was stored before the error is indexed, so it is reused.
         let reopened = Repository::open(Arc::new(LocalBackend::new(&repo_dir)), b"pw").unwrap();
         let packs_on_disk = reopened.backend().list(FileKind::Pack).unwrap().len();
-        let mut indexed: Vec<_> = reopened
-            .index()
-            .all_blobs()
-            .into_iter()
-            .map(|l| l.pack)
-            .collect();
+        let mut indexed: Vec<_> = reopened.index().all_blobs().into_iter().map(|l| l.pack).collect();
         indexed.sort();
         indexed.dedup();
-        assert_eq!(
-            indexed.len(),
-            packs_on_disk,
-            "{stage:?}: every stored pack is indexed"
-        );
+        assert_eq!(indexed.len(), packs_on_disk, "{stage:?}: every stored pack is indexed");
         let ok = Backup::new(&reopened, [&src]).run().unwrap();
         let out = tmp.path().join(format!("out-{stage:?}"));
         Restore::new(&reopened, &ok.snapshot, &out).run().unwrap();
         let restored = out.join(src.strip_prefix("/").unwrap()).join("d7/f4");
-        assert_eq!(
-            std::fs::read(restored).unwrap(),
-            std::fs::read(src.join("d7/f4")).unwrap()
-        );
+        assert_eq!(std::fs::read(restored).unwrap(), std::fs::read(src.join("d7/f4")).unwrap());
     }
 }
 
@@ -210,17 +171,63 @@ fn a_failing_backend_ends_the_backup_with_an_error_naming_the_object() {
         });
         let repo = Arc::new(init(backend));
         let (r, s) = (Arc::clone(&repo), src.clone());
-        let (result, took) = within(Duration::from_secs(60), move || {
-            Backup::new(&r, [&s]).run().map(|_| ())
-        });
+        let (result, took) = within(Duration::from_secs(60), move || Backup::new(&r, [&s]).run().map(|_| ()));
         let err = result.expect_err("a failing backend must fail the backup");
         let msg = err.to_string();
-        assert!(
-            msg.contains(&format!("{kind}/")) && msg.contains("No space left"),
-            "{kind}: {msg}"
-        );
+        assert!(msg.contains(&format!("{kind}/")) && msg.contains("No space left"), "{kind}: {msg}");
         assert!(took < Duration::from_secs(20));
         assert!(repo.list_snapshots().unwrap().is_empty());
         assert_eq!(arch_threads(), Vec::<String>::new());
     }
+}
+
+#[test]
+fn an_unchanged_file_is_not_opened_again_and_a_changed_one_is() {
+    let _serial = SERIAL.lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path());
+    let repo = init(Arc::new(LocalBackend::new(tmp.path().join("repo"))));
+    let first = Backup::new(&repo, [&src]).run().unwrap();
+    assert_eq!(first.files_read, 40);
+
+    let second = Backup::new(&repo, [&src]).run().unwrap();
+    let s = second.snapshot.summary.clone().unwrap();
+    assert_eq!(second.files_read, 0, "no file may be opened when nothing changed");
+    assert_eq!((s.files_new, s.files_changed, s.files_unmodified), (0, 0, 40));
+    assert_eq!(s.blobs_added, 0);
+    assert_eq!(second.snapshot.parent, Some(first.snapshot_id));
+    assert_eq!(second.snapshot.tree, first.snapshot.tree, "same content, same metadata, same tree");
+
+    // Same size, new content and mtime: detected and read.
+    let f = src.join("d3/f1");
+    let mut data = std::fs::read(&f).unwrap();
+    data[1000] ^= 0xff;
+    std::fs::write(&f, &data).unwrap();
+    filetime::set_file_mtime(&f, filetime::FileTime::from_unix_time(1_000_000_000, 5)).unwrap();
+    std::fs::write(src.join("d0/new"), b"new file").unwrap();
+    let third = Backup::new(&repo, [&src]).run().unwrap();
+    let s = third.snapshot.summary.clone().unwrap();
+    assert_eq!((s.files_new, s.files_changed, s.files_unmodified), (1, 1, 39));
+    assert_eq!(third.files_read, 2);
+
+    // --force reads everything.
+    let forced =
+        Backup::new(&repo, [&src]).options(crate::BackupOptions::default().force(true)).run().unwrap();
+    assert_eq!(forced.files_read, 41);
+
+    // A parent whose blobs are no longer indexed is not trusted: with the
+    // index files gone, every file is read and stored again.
+    for f in repo.backend().list(FileKind::Index).unwrap() {
+        repo.backend().delete(FileKind::Index, &f.name).unwrap();
+    }
+    let bare = Repository::open(Arc::new(LocalBackend::new(tmp.path().join("repo"))), b"pw").unwrap();
+    let reread = Backup::new(&bare, [&src]).run().unwrap();
+    assert_eq!(reread.files_read, 41);
+    assert!(reread.snapshot.summary.unwrap().blobs_added > 80);
+
+    let out = tmp.path().join("out");
+    Restore::new(&repo, &third.snapshot, &out).run().unwrap();
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(restored.join("d3/f1")).unwrap(), data);
+    assert_eq!(std::fs::read(restored.join("d0/new")).unwrap(), b"new file");
 }

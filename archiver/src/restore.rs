@@ -112,11 +112,7 @@ struct Plan {
 
 impl<'a> Restore<'a> {
     /// A restore of `snapshot` into `target` (created if missing).
-    pub fn new(
-        repo: &'a Repository,
-        snapshot: &Snapshot,
-        target: impl Into<PathBuf>,
-    ) -> Restore<'a> {
+    pub fn new(repo: &'a Repository, snapshot: &Snapshot, target: impl Into<PathBuf>) -> Restore<'a> {
         Restore {
             repo,
             tree: snapshot.tree,
@@ -180,16 +176,12 @@ impl<'a> Restore<'a> {
         match std::fs::read_dir(&self.target) {
             Ok(mut entries) => {
                 if entries.next().is_some() && !self.opts.overwrite {
-                    return Err(ArchiveError::TargetNotEmpty {
-                        path: self.target.clone(),
-                    });
+                    return Err(ArchiveError::TargetNotEmpty { path: self.target.clone() });
                 }
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&self.target)
-                    .map_err(|e| ArchiveError::io("create restore target", &self.target, e))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(&self.target)
+                .map_err(|e| ArchiveError::io("create restore target", &self.target, e)),
             Err(e) => Err(ArchiveError::io("open restore target", &self.target, e)),
         }
     }
@@ -204,10 +196,7 @@ impl<'a> Restore<'a> {
             match node.kind {
                 NodeKind::Dir => {
                     match std::fs::create_dir(&path) {
-                        Err(e)
-                            if !(e.kind() == std::io::ErrorKind::AlreadyExists
-                                && path.is_dir()) =>
-                        {
+                        Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir()) => {
                             return Err(ArchiveError::io("create directory", &path, e));
                         }
                         _ => {}
@@ -219,19 +208,14 @@ impl<'a> Restore<'a> {
                             detail: format!("directory {} has no subtree", path.display()),
                         })
                     })?;
-                    let node_meta = Node {
-                        subtree: None,
-                        ..node
-                    };
+                    let node_meta = Node { subtree: None, ..node };
                     plan.dirs.push((path.clone(), node_meta));
                     self.plan_tree(&sub, &path, plan)?;
                 }
                 NodeKind::File => self.plan_file(path, node, plan)?,
                 NodeKind::Symlink => {
                     let target = node.target.clone().unwrap_or_default();
-                    replace_with(&path, || {
-                        std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
-                    })?;
+                    replace_with(&path, || std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path))?;
                     plan.result.others += 1;
                     plan.meta.push((path, node));
                 }
@@ -244,9 +228,7 @@ impl<'a> Restore<'a> {
                     let c = cstr(&path)?;
                     let made = replace_with(&path, || {
                         // SAFETY: c is a valid NUL-terminated path.
-                        let rc = unsafe {
-                            libc::mknod(c.as_ptr(), kind | 0o600, node.rdev as libc::dev_t)
-                        };
+                        let rc = unsafe { libc::mknod(c.as_ptr(), kind | 0o600, node.rdev as libc::dev_t) };
                         if rc == 0 {
                             Ok(())
                         } else {
@@ -258,10 +240,7 @@ impl<'a> Restore<'a> {
                             plan.result.others += 1;
                             plan.meta.push((path, node));
                         }
-                        Err(e) => plan.result.warnings.push(Warning {
-                            path,
-                            message: e.to_string(),
-                        }),
+                        Err(e) => plan.result.warnings.push(Warning { path, message: e.to_string() }),
                     }
                 }
                 NodeKind::Socket => {}
@@ -281,12 +260,7 @@ impl<'a> Restore<'a> {
             plan.first_link.insert(key, path.clone());
         }
         let f = replace_with(&path, || {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map(|_| ())
+            OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map(|_| ())
         });
         f?;
         let file_no = plan.files.len() as u32;
@@ -308,10 +282,7 @@ impl<'a> Restore<'a> {
         if offset != node.size {
             return Err(ArchiveError::Repo(arch_repository::RepoError::Corrupt {
                 what: format!("file {}", path.display()),
-                detail: format!(
-                    "blobs add up to {offset} bytes but the node says {}",
-                    node.size
-                ),
+                detail: format!("blobs add up to {offset} bytes but the node says {}", node.size),
             }));
         }
         // The final size up front: holes stay holes, and a reader of a
@@ -333,10 +304,7 @@ impl<'a> Restore<'a> {
         // Bigger packs first so the tail of the run is not one big pack.
         packs.sort_by_key(|(id, blobs)| (std::cmp::Reverse(blobs.len()), **id));
         let workers = match self.opts.workers {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .max(2),
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
             n => n,
         }
         .min(packs.len().max(1));
@@ -386,16 +354,9 @@ impl<'a> Restore<'a> {
         handles: &FileHandles,
     ) -> Result<(), ArchiveError> {
         // One read covering every needed blob of the pack.
-        let start = blobs
-            .iter()
-            .map(|(l, _)| u64::from(l.blob.offset))
-            .min()
-            .unwrap_or(0);
-        let end = blobs
-            .iter()
-            .map(|(l, _)| u64::from(l.blob.offset) + u64::from(l.blob.length))
-            .max()
-            .unwrap_or(0);
+        let start = blobs.iter().map(|(l, _)| u64::from(l.blob.offset)).min().unwrap_or(0);
+        let end =
+            blobs.iter().map(|(l, _)| u64::from(l.blob.offset) + u64::from(l.blob.length)).max().unwrap_or(0);
         let data = self
             .repo
             .backend()
@@ -411,8 +372,7 @@ impl<'a> Restore<'a> {
                 if !zero {
                     let path = &plan.files[p.file as usize];
                     let f = handles.get(p.file, path)?;
-                    f.write_all_at(&plain, p.file_offset)
-                        .map_err(|e| ArchiveError::io("write", path, e))?;
+                    f.write_all_at(&plain, p.file_offset).map_err(|e| ArchiveError::io("write", path, e))?;
                 }
                 self.progress.bytes_processed(plain.len() as u64);
             }
@@ -460,14 +420,9 @@ fn is_zero(b: &[u8]) -> bool {
 fn replace_with(path: &Path, create: impl Fn() -> std::io::Result<()>) -> Result<(), ArchiveError> {
     match create() {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let md =
-                std::fs::symlink_metadata(path).map_err(|e| ArchiveError::io("stat", path, e))?;
-            if md.is_dir() {
-                std::fs::remove_dir_all(path)
-            } else {
-                std::fs::remove_file(path)
-            }
-            .map_err(|e| ArchiveError::io("replace", path, e))?;
+            let md = std::fs::symlink_metadata(path).map_err(|e| ArchiveError::io("stat", path, e))?;
+            if md.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }
+                .map_err(|e| ArchiveError::io("replace", path, e))?;
             create().map_err(|e| ArchiveError::io("create", path, e))
         }
         r => r.map_err(|e| ArchiveError::io("create", path, e)),
@@ -480,10 +435,7 @@ fn cstr(path: &Path) -> Result<CString, ArchiveError> {
 }
 
 fn timespec(t: Timestamp) -> libc::timespec {
-    libc::timespec {
-        tv_sec: t.0 as libc::time_t,
-        tv_nsec: t.1 as libc::c_long,
-    }
+    libc::timespec { tv_sec: t.0 as libc::time_t, tv_nsec: t.1 as libc::c_long }
 }
 
 fn apply_metadata(
@@ -494,10 +446,7 @@ fn apply_metadata(
 ) -> Result<(), ArchiveError> {
     let c = cstr(path)?;
     let mut warn = |what: &str, e: std::io::Error| {
-        warnings.push(Warning {
-            path: path.to_path_buf(),
-            message: format!("{what}: {e}"),
-        });
+        warnings.push(Warning { path: path.to_path_buf(), message: format!("{what}: {e}") });
     };
     if is_root {
         // SAFETY: c is a valid path.
@@ -514,29 +463,15 @@ fn apply_metadata(
         // After chown, which clears set-id bits.
         // SAFETY: c is a valid path.
         if unsafe { libc::chmod(c.as_ptr(), node.mode as libc::mode_t) } != 0 {
-            return Err(ArchiveError::io(
-                "set mode",
-                path,
-                std::io::Error::last_os_error(),
-            ));
+            return Err(ArchiveError::io("set mode", path, std::io::Error::last_os_error()));
         }
     }
     let times = [timespec(node.atime), timespec(node.mtime)];
     // SAFETY: c is a valid path and times has two entries.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
+    let rc =
+        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
     if rc != 0 {
-        return Err(ArchiveError::io(
-            "set times",
-            path,
-            std::io::Error::last_os_error(),
-        ));
+        return Err(ArchiveError::io("set times", path, std::io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use crate::dir_state::DirState;
 use crate::error::ArchiveError;
 use crate::fault::Stage;
 use crate::metadata::{node_from_metadata, read_xattrs};
+use crate::parent::{unchanged, ParentDir};
 use crate::stats::add;
 
 /// A regular file for the FileSaver to read.
@@ -22,6 +23,8 @@ pub(crate) struct FileJob {
     pub(crate) path: PathBuf,
     pub(crate) node: Node,
     pub(crate) dir: Arc<DirState>,
+    /// The parent snapshot has this file, with different metadata.
+    pub(crate) changed: bool,
 }
 
 /// Makes each path absolute with its parent resolved (the last component
@@ -29,18 +32,14 @@ pub(crate) struct FileJob {
 /// exists, and drops duplicates and paths inside other given paths.
 pub(crate) fn prepare_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ArchiveError> {
     if paths.is_empty() {
-        return Err(ArchiveError::Invalid(
-            "nothing to back up: give at least one path".into(),
-        ));
+        return Err(ArchiveError::Invalid("nothing to back up: give at least one path".into()));
     }
     let mut out = Vec::new();
     for p in paths {
         std::fs::symlink_metadata(p).map_err(|e| ArchiveError::io("cannot back up", p, e))?;
         let abs = match (p.parent(), p.file_name()) {
             (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
-                std::fs::canonicalize(parent)
-                    .map_err(|e| ArchiveError::io("resolve", parent, e))?
-                    .join(name)
+                std::fs::canonicalize(parent).map_err(|e| ArchiveError::io("resolve", parent, e))?.join(name)
             }
             (_, Some(name)) if p.components().count() == 1 => std::env::current_dir()
                 .and_then(std::fs::canonicalize)
@@ -71,29 +70,29 @@ pub(crate) fn scan(
     tree_tx: &Sender<Arc<DirState>>,
 ) -> Result<(), ArchiveError> {
     let root = DirState::new(None, None);
-    let mut intermediates: HashMap<PathBuf, Arc<DirState>> = HashMap::new();
+    let root_parent = ParentDir::root(ctx.repo, ctx.parent_tree);
+    let mut intermediates: HashMap<PathBuf, (Arc<DirState>, ParentDir)> = HashMap::new();
     let mut order: Vec<Arc<DirState>> = Vec::new();
     for p in paths {
-        let mut parent = Arc::clone(&root);
+        let mut dir = (Arc::clone(&root), root_parent.clone());
         let mut cur = PathBuf::from("/");
         for comp in p.parent().unwrap_or(Path::new("/")).components() {
-            let Component::Normal(name) = comp else {
-                continue;
-            };
+            let Component::Normal(name) = comp else { continue };
             cur.push(name);
-            if let Some(d) = intermediates.get(&cur) {
-                parent = Arc::clone(d);
+            if let Some((d, pd)) = intermediates.get(&cur) {
+                dir = (Arc::clone(d), pd.clone());
                 continue;
             }
             let md = std::fs::metadata(&cur).map_err(|e| ArchiveError::io("stat", &cur, e))?;
             let mut node = node_from_metadata(name, &md, &ctx.names);
             node.xattrs = read_xattrs(&cur);
-            let d = DirState::new(Some(node), Some(parent));
-            intermediates.insert(cur.clone(), Arc::clone(&d));
+            let pd = dir.1.child(ctx.repo, name.as_bytes());
+            let d = DirState::new(Some(node), Some(dir.0));
+            intermediates.insert(cur.clone(), (Arc::clone(&d), pd.clone()));
             order.push(Arc::clone(&d));
-            parent = d;
+            dir = (d, pd);
         }
-        walk(ctx, p, parent, excludes, file_tx, tree_tx)?;
+        walk(ctx, p, dir, excludes, file_tx, tree_tx)?;
     }
     // Children were created after their parents: release deepest first.
     for d in order.iter().rev() {
@@ -105,12 +104,13 @@ pub(crate) fn scan(
 fn walk(
     ctx: &Ctx<'_>,
     top: &Path,
-    parent: Arc<DirState>,
+    parent: (Arc<DirState>, ParentDir),
     excludes: &[PathBuf],
     file_tx: &Sender<FileJob>,
     tree_tx: &Sender<Arc<DirState>>,
 ) -> Result<(), ArchiveError> {
-    // stack[d] is the directory holding entries of walk depth d.
+    // stack[d] is the directory holding entries of walk depth d, with the
+    // parent snapshot's listing of the same directory.
     let mut stack = vec![parent];
     let walker = WalkDir::new(top)
         .follow_links(false)
@@ -126,24 +126,20 @@ fn walk(
             Ok(e) => e,
             Err(e) => {
                 let path = e.path().unwrap_or(top).to_path_buf();
-                let io = e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
+                let io = e.into_io_error().unwrap_or_else(|| std::io::Error::other("filesystem loop"));
                 ctx.file_problem(&path, &io)?;
                 continue;
             }
         };
         while stack.len() > entry.depth() + 1 {
-            let done = stack.pop().expect("stack is deeper than the entry");
+            let (done, _) = stack.pop().expect("stack is deeper than the entry");
             ctx.finish_child(&done, None, tree_tx)?;
         }
-        let dir = Arc::clone(stack.last().expect("the top's parent stays on the stack"));
+        let (dir, old_dir) = stack.last().cloned().expect("the top's parent stays on the stack");
         let md = match entry.metadata() {
             Ok(m) => m,
             Err(e) => {
-                let io = e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("stat failed"));
+                let io = e.into_io_error().unwrap_or_else(|| std::io::Error::other("stat failed"));
                 ctx.file_problem(entry.path(), &io)?;
                 continue;
             }
@@ -151,15 +147,25 @@ fn walk(
         let mut node = node_from_metadata(entry.file_name(), &md, &ctx.names);
         node.xattrs = read_xattrs(entry.path());
         match node.kind {
-            NodeKind::Dir => stack.push(DirState::new(Some(node), Some(dir))),
+            NodeKind::Dir => {
+                let old = old_dir.child(ctx.repo, &node.name);
+                stack.push((DirState::new(Some(node), Some(dir)), old));
+            }
             NodeKind::File => {
-                dir.add_pending();
-                let job = FileJob {
-                    path: entry.into_path(),
-                    node,
-                    dir,
-                };
-                ctx.scope.send(file_tx, job)?;
+                let old = old_dir.find(&node.name);
+                if let Some(old) = old.filter(|o| unchanged(o, &node, ctx.rules, ctx.repo)) {
+                    node.content = old.content.clone();
+                    add(&ctx.stats.files_unmodified, 1);
+                    add(&ctx.stats.bytes_total, node.size);
+                    ctx.progress.file_done(entry.path(), node.size);
+                    dir.add_pending();
+                    ctx.finish_child(&dir, Some(node), tree_tx)?;
+                } else {
+                    dir.add_pending();
+                    let changed = old.is_some();
+                    let job = FileJob { path: entry.into_path(), node, dir, changed };
+                    ctx.scope.send(file_tx, job)?;
+                }
             }
             // A socket is meaningless once its server is gone: not saved.
             NodeKind::Socket => {}
@@ -176,7 +182,7 @@ fn walk(
         }
     }
     while stack.len() > 1 {
-        let done = stack.pop().expect("len > 1");
+        let (done, _) = stack.pop().expect("len > 1");
         ctx.finish_child(&done, None, tree_tx)?;
     }
     Ok(())

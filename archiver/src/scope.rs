@@ -100,11 +100,7 @@ impl Scope {
 
 /// Runs a worker body, turning a panic into a scope failure so the other
 /// pools are cancelled instead of waiting forever for the dead worker.
-pub(crate) fn guarded(
-    scope: &Scope,
-    name: &'static str,
-    f: impl FnOnce() -> Result<(), ArchiveError>,
-) {
+pub(crate) fn guarded(scope: &Scope, name: &'static str, f: impl FnOnce() -> Result<(), ArchiveError>) {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => scope.fail(e),
@@ -154,22 +150,15 @@ mod tests {
             token.cancel();
         });
         assert!(start.elapsed() < Duration::from_secs(2));
-        assert!(
-            scope.take_error().is_none(),
-            "a user cancel is not an error"
-        );
+        assert!(scope.take_error().is_none(), "a user cancel is not an error");
         drop(rx);
     }
 
     #[test]
     fn first_error_wins_and_panics_become_errors() {
         let scope = Scope::new(&CancellationToken::new());
-        guarded(&scope, "test", || {
-            Err(ArchiveError::Invalid("first".into()))
-        });
-        guarded(&scope, "test", || {
-            Err(ArchiveError::Invalid("second".into()))
-        });
+        guarded(&scope, "test", || Err(ArchiveError::Invalid("first".into())));
+        guarded(&scope, "test", || Err(ArchiveError::Invalid("second".into())));
         guarded(&scope, "test", || panic!("boom"));
         assert!(scope.is_cancelled());
         assert!(matches!(scope.take_error(), Some(ArchiveError::Invalid(m)) if m == "first"));

@@ -5,7 +5,9 @@ use arch_repository::SnapshotSummary;
 /// Counters updated by the pools of one backup.
 #[derive(Default)]
 pub(crate) struct Stats {
-    pub(crate) files: AtomicU64,
+    pub(crate) files_new: AtomicU64,
+    pub(crate) files_changed: AtomicU64,
+    pub(crate) files_unmodified: AtomicU64,
     pub(crate) dirs: AtomicU64,
     pub(crate) others: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
@@ -24,7 +26,9 @@ impl Stats {
     pub(crate) fn summary(&self, duration_secs: f64) -> SnapshotSummary {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut s = SnapshotSummary::default();
-        s.files_new = g(&self.files);
+        s.files_new = g(&self.files_new);
+        s.files_changed = g(&self.files_changed);
+        s.files_unmodified = g(&self.files_unmodified);
         s.dirs = g(&self.dirs);
         s.others = g(&self.others);
         s.bytes_read = g(&self.bytes_read);

@@ -40,28 +40,21 @@ fn save_trees(
     while let Some(mut dir) = ctx.scope.recv(dirs) {
         ctx.inject(Stage::TreeSaver)?;
         loop {
-            let tree = Tree {
-                nodes: dir.take_children(),
-            };
+            let tree = Tree { nodes: dir.take_children() };
             let bytes = tree.encode();
             let id = Id::hash(&bytes);
             if repo.index().add_pending(BlobType::Tree, id) {
                 let compression = encoder.seal_blob(repo.key(), &bytes, &mut sealed);
                 add(&ctx.stats.blobs_added, 1);
                 add(&ctx.stats.bytes_added_raw, bytes.len() as u64);
-                ctx.progress
-                    .blob_stored(bytes.len() as u64, sealed.len() as u64);
+                ctx.progress.blob_stored(bytes.len() as u64, sealed.len() as u64);
                 packer.add(ctx, id, &sealed, bytes.len() as u32, compression, packs)?;
             }
             let Some(parent) = dir.parent.clone() else {
                 *ctx.root_tree.lock() = Some(id);
                 break;
             };
-            let mut node = dir
-                .node
-                .lock()
-                .take()
-                .expect("a non-root directory has a node");
+            let mut node = dir.node.lock().take().expect("a non-root directory has a node");
             node.subtree = Some(id);
             add(&ctx.stats.dirs, 1);
             if !parent.finish_one(Some(node)) {

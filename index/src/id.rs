@@ -137,9 +137,6 @@ mod tests {
         assert_eq!(Id::from_hex("00"), None);
         assert_eq!(Id::from_hex(&"g".repeat(64)), None);
         // blake3("abc") test vector from the blake3 specification.
-        assert_eq!(
-            id.to_hex(),
-            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
-        );
+        assert_eq!(id.to_hex(), "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85");
     }
 }

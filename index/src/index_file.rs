@@ -43,9 +43,7 @@ impl IndexFile {
     /// and sealing, which the repository adds).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            16 + 32 * self.supersedes.len()
-                + self.packs.len() * 36
-                + self.blob_count() * BLOB_ENTRY_LEN,
+            16 + 32 * self.supersedes.len() + self.packs.len() * 36 + self.blob_count() * BLOB_ENTRY_LEN,
         );
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
@@ -99,10 +97,9 @@ impl IndexFile {
             let mut blobs = Vec::with_capacity(nblobs);
             for _ in 0..nblobs {
                 let id = r.id()?;
-                let blob_type =
-                    BlobType::from_byte(r.u8()?).ok_or_else(|| malformed("unknown blob type"))?;
-                let compression = Compression::from_byte(r.u8()?)
-                    .ok_or_else(|| malformed("unknown compression"))?;
+                let blob_type = BlobType::from_byte(r.u8()?).ok_or_else(|| malformed("unknown blob type"))?;
+                let compression =
+                    Compression::from_byte(r.u8()?).ok_or_else(|| malformed("unknown compression"))?;
                 blobs.push(PackedBlob {
                     id,
                     blob_type,
@@ -180,10 +177,7 @@ mod tests {
                     pack: Id::hash(b"p1"),
                     blobs: vec![blob(1, BlobType::Data), blob(2, BlobType::Data)],
                 },
-                PackEntry {
-                    pack: Id::hash(b"p2"),
-                    blobs: vec![blob(3, BlobType::Tree)],
-                },
+                PackEntry { pack: Id::hash(b"p2"), blobs: vec![blob(3, BlobType::Tree)] },
             ],
         }
     }
@@ -198,10 +192,7 @@ mod tests {
     fn every_truncation_is_rejected() {
         let bytes = sample().encode();
         for n in 0..bytes.len() {
-            assert!(
-                IndexFile::decode(&bytes[..n]).is_err(),
-                "prefix {n} accepted"
-            );
+            assert!(IndexFile::decode(&bytes[..n]).is_err(), "prefix {n} accepted");
         }
     }
 
@@ -210,10 +201,7 @@ mod tests {
         let mut bytes = b"AIDX\x01".to_vec();
         bytes.extend_from_slice(&0u32.to_le_bytes());
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            IndexFile::decode(&bytes),
-            Err(IndexError::Malformed(_))
-        ));
+        assert!(matches!(IndexFile::decode(&bytes), Err(IndexError::Malformed(_))));
     }
 
     proptest! {

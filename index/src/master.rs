@@ -162,11 +162,7 @@ pub struct MasterIndex {
 impl MasterIndex {
     /// An empty index.
     pub fn new(opts: MasterIndexOptions) -> MasterIndex {
-        MasterIndex {
-            opts: opts.resolved(),
-            inner: RwLock::default(),
-            written: Mutex::default(),
-        }
+        MasterIndex { opts: opts.resolved(), inner: RwLock::default(), written: Mutex::default() }
     }
 
     /// Adds the entries of an existing index file (read from the repository).
@@ -260,15 +256,10 @@ impl MasterIndex {
             for b in blobs {
                 inner.pending(b.blob_type).remove(&b.id);
             }
-            inner.open.packs.push(PackEntry {
-                pack,
-                blobs: blobs.to_vec(),
-            });
+            inner.open.packs.push(PackEntry { pack, blobs: blobs.to_vec() });
             inner.open_blobs += blobs.len();
             let since = *inner.open_since.get_or_insert_with(Instant::now);
-            if inner.open_blobs >= self.opts.max_blobs_per_file
-                || since.elapsed() >= self.opts.max_age
-            {
+            if inner.open_blobs >= self.opts.max_blobs_per_file || since.elapsed() >= self.opts.max_age {
                 Some(Self::take_open(&mut inner))
             } else {
                 None
@@ -365,10 +356,7 @@ mod tests {
         let sink = MemSink::default();
         let b = blob(1);
         assert!(index.add_pending(BlobType::Data, b.id));
-        assert!(
-            index.lookup(BlobType::Data, &b.id).is_none(),
-            "pending is not indexed"
-        );
+        assert!(index.lookup(BlobType::Data, &b.id).is_none(), "pending is not indexed");
         let pack = Id::hash(b"pack");
         index.store_pack(pack, &[b], &sink).unwrap();
         let loc = index.lookup(BlobType::Data, &b.id).unwrap();
@@ -377,10 +365,7 @@ mod tests {
         assert!(sink.0.lock().is_empty(), "not full yet");
         assert!(index.flush(&sink).unwrap().is_some());
         assert_eq!(sink.0.lock()[0].blob_count(), 1);
-        assert!(
-            index.flush(&sink).unwrap().is_none(),
-            "nothing left to flush"
-        );
+        assert!(index.flush(&sink).unwrap().is_none(), "nothing left to flush");
     }
 
     #[test]
@@ -389,9 +374,7 @@ mod tests {
         let sink = MemSink::default();
         for p in 0..25u32 {
             let blobs: Vec<_> = (0..3).map(|i| blob(p * 3 + i)).collect();
-            index
-                .store_pack(Id::hash(&p.to_le_bytes()), &blobs, &sink)
-                .unwrap();
+            index.store_pack(Id::hash(&p.to_le_bytes()), &blobs, &sink).unwrap();
         }
         // 75 blobs, 3 per pack, written every 10+: files of 12 blobs.
         assert_eq!(sink.0.lock().len(), 6);
@@ -406,17 +389,13 @@ mod tests {
         }
         for i in 0..75 {
             let b = blob(i);
-            assert_eq!(
-                reloaded.lookup(BlobType::Data, &b.id),
-                index.lookup(BlobType::Data, &b.id)
-            );
+            assert_eq!(reloaded.lookup(BlobType::Data, &b.id), index.lookup(BlobType::Data, &b.id));
         }
     }
 
     #[test]
     fn old_open_index_is_written_by_age() {
-        let index =
-            MasterIndex::new(MasterIndexOptions::default().max_age(Duration::from_millis(1)));
+        let index = MasterIndex::new(MasterIndexOptions::default().max_age(Duration::from_millis(1)));
         let sink = MemSink::default();
         index.store_pack(Id::hash(b"a"), &[blob(1)], &sink).unwrap();
         std::thread::sleep(Duration::from_millis(5));

@@ -17,10 +17,7 @@ impl BlobEncoder {
     pub fn new(level: i32) -> Result<BlobEncoder, RepoError> {
         let compressor = zstd::bulk::Compressor::new(level)
             .map_err(|e| RepoError::InvalidOption(format!("zstd level {level}: {e}")))?;
-        Ok(BlobEncoder {
-            compressor,
-            scratch: Vec::new(),
-        })
+        Ok(BlobEncoder { compressor, scratch: Vec::new() })
     }
 
     /// Compresses (when that saves at least 1/32 of the size: incompressible
@@ -47,13 +44,7 @@ impl BlobEncoder {
 
     /// Seals blob `id` with plaintext `data` straight into `pack`; returns
     /// the stored length.
-    pub fn encode_into(
-        &mut self,
-        key: &Key,
-        id: BlobId,
-        data: &[u8],
-        pack: &mut PackWriter,
-    ) -> usize {
+    pub fn encode_into(&mut self, key: &Key, id: BlobId, data: &[u8], pack: &mut PackWriter) -> usize {
         let mut sealed = Vec::new();
         let c = self.seal_blob(key, data, &mut sealed);
         pack.add_sealed(id, &sealed, data.len() as u32, c);
@@ -66,19 +57,14 @@ impl BlobEncoder {
 /// the compression or the content hash is wrong.
 pub fn decode_blob(key: &Key, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>, RepoError> {
     let what = || format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short());
-    let plain = key
-        .open(sealed)
-        .map_err(|e| RepoError::corrupt(what(), e.to_string()))?;
+    let plain = key.open(sealed).map_err(|e| RepoError::corrupt(what(), e.to_string()))?;
     let data = match loc.blob.compression {
         Compression::None => plain,
         Compression::Zstd => zstd::bulk::decompress(&plain, loc.blob.raw_length as usize)
             .map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?,
     };
     if data.len() != loc.blob.raw_length as usize {
-        return Err(RepoError::corrupt(
-            what(),
-            "plaintext length differs from the index",
-        ));
+        return Err(RepoError::corrupt(what(), "plaintext length differs from the index"));
     }
     if Id::hash(&data) != loc.blob.id {
         return Err(RepoError::corrupt(what(), "content hash mismatch"));

@@ -57,12 +57,7 @@ mod tests {
     use super::*;
 
     fn params() -> ChunkerParams {
-        ChunkerParams {
-            min_size: 1024,
-            avg_size: 4096,
-            max_size: 16384,
-            seed: 42,
-        }
+        ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384, seed: 42 }
     }
 
     fn pseudo_random(n: usize) -> Vec<u8> {
@@ -101,11 +96,7 @@ mod tests {
         let data = pseudo_random(200_000);
         let (mut a, mut b) = (Vec::new(), Vec::new());
         Chunker::new(params()).cut(&data, true, &mut a);
-        Chunker::new(ChunkerParams {
-            seed: 43,
-            ..params()
-        })
-        .cut(&data, true, &mut b);
+        Chunker::new(ChunkerParams { seed: 43, ..params() }).cut(&data, true, &mut b);
         assert_ne!(a, b);
     }
 }

@@ -80,16 +80,8 @@ impl InitOptions {
 
     pub(crate) fn build_config(&self) -> Result<Config, RepoError> {
         let (min, avg, max) = self.chunk_sizes.unwrap_or((512 << 10, 1 << 20, 8 << 20));
-        let pack_size = if self.pack_size == 0 {
-            16 << 20
-        } else {
-            self.pack_size
-        };
-        let level = if self.compression_level == 0 {
-            3
-        } else {
-            self.compression_level
-        };
+        let pack_size = if self.pack_size == 0 { 16 << 20 } else { self.pack_size };
+        let level = if self.compression_level == 0 { 3 } else { self.compression_level };
         let mut seed = [0u8; 8];
         crate::crypto::fill_random(&mut seed);
         let mut id = [0u8; 32];
@@ -142,10 +134,7 @@ impl Config {
             )));
         }
         if !(64 << 10..=1 << 30).contains(&self.pack_size) {
-            return Err(RepoError::InvalidOption(format!(
-                "pack size {} (64 KiB .. 1 GiB)",
-                self.pack_size
-            )));
+            return Err(RepoError::InvalidOption(format!("pack size {} (64 KiB .. 1 GiB)", self.pack_size)));
         }
         Ok(())
     }

@@ -35,10 +35,7 @@ impl Key {
     /// A key from its 32 bytes.
     pub fn from_bytes(b: &[u8; 32]) -> Key {
         let cipher = XChaCha20Poly1305::new_from_slice(b).expect("32-byte key is valid");
-        Key {
-            bytes: Zeroizing::new(*b),
-            cipher,
-        }
+        Key { bytes: Zeroizing::new(*b), cipher }
     }
 
     /// The raw key bytes (for wrapping in a key file).
@@ -80,12 +77,7 @@ impl Key {
         let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| AuthError)?;
         let mut buf = ct.to_vec();
         self.cipher
-            .decrypt_inout_detached(
-                &XNonce::from(nonce),
-                b"",
-                (&mut buf[..]).into(),
-                &Tag::from(tag),
-            )
+            .decrypt_inout_detached(&XNonce::from(nonce), b"", (&mut buf[..]).into(), &Tag::from(tag))
             .map_err(|_| AuthError)?;
         Ok(buf)
     }

@@ -96,9 +96,7 @@ pub enum RepoError {
         id: arch_index::BlobId,
     },
     /// The repository was written by a newer, incompatible version.
-    #[error(
-        "{what} uses format version {version}, which this build of arch cannot read; upgrade arch"
-    )]
+    #[error("{what} uses format version {version}, which this build of arch cannot read; upgrade arch")]
     UnsupportedVersion {
         /// The object.
         what: String,
@@ -118,9 +116,6 @@ pub enum RepoError {
 
 impl RepoError {
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> RepoError {
-        RepoError::Corrupt {
-            what: what.into(),
-            detail: detail.into(),
-        }
+        RepoError::Corrupt { what: what.into(), detail: detail.into() }
     }
 }

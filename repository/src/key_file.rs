@@ -22,11 +22,7 @@ impl Default for KdfParams {
     /// server, which makes guessing expensive while keeping each command's
     /// start quick. OWASP's minimum is 19 MiB / 2 passes.
     fn default() -> Self {
-        KdfParams {
-            memory_kib: 64 * 1024,
-            iterations: 3,
-            parallelism: 1,
-        }
+        KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
     }
 }
 
@@ -79,16 +75,10 @@ impl KeyFile {
     /// Unwraps the master key; `Ok(None)` if the password does not open it.
     pub fn open(&self, password: &[u8], what: &str) -> Result<Option<Key>, RepoError> {
         if self.version != 1 {
-            return Err(RepoError::UnsupportedVersion {
-                what: what.to_string(),
-                version: self.version,
-            });
+            return Err(RepoError::UnsupportedVersion { what: what.to_string(), version: self.version });
         }
         if self.kdf != "argon2id" {
-            return Err(RepoError::corrupt(
-                what,
-                format!("unknown kdf {:?}", self.kdf),
-            ));
+            return Err(RepoError::corrupt(what, format!("unknown kdf {:?}", self.kdf)));
         }
         let salt = hex::decode(&self.salt).ok_or_else(|| RepoError::corrupt(what, "bad salt"))?;
         let sealed = hex::decode(&self.data).ok_or_else(|| RepoError::corrupt(what, "bad data"))?;
@@ -97,9 +87,8 @@ impl KeyFile {
             return Ok(None);
         };
         let plain = Zeroizing::new(plain);
-        let bytes: [u8; 32] = plain[..]
-            .try_into()
-            .map_err(|_| RepoError::corrupt(what, "master key has the wrong length"))?;
+        let bytes: [u8; 32] =
+            plain[..].try_into().map_err(|_| RepoError::corrupt(what, "master key has the wrong length"))?;
         Ok(Some(Key::from_bytes(&bytes)))
     }
 }
@@ -107,9 +96,7 @@ impl KeyFile {
 fn derive(password: &[u8], salt: &[u8], p: &KdfParams) -> Result<Key, RepoError> {
     // Refuse absurd stored parameters instead of allocating terabytes.
     if p.memory_kib > 4 * 1024 * 1024 || p.iterations > 100 || p.parallelism > 64 {
-        return Err(RepoError::InvalidOption(format!(
-            "key derivation parameters out of range: {p:?}"
-        )));
+        return Err(RepoError::InvalidOption(format!("key derivation parameters out of range: {p:?}")));
     }
     let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
         .map_err(|e| RepoError::InvalidOption(format!("argon2 parameters {p:?}: {e}")))?;
@@ -128,11 +115,7 @@ mod tests {
     #[test]
     fn wrap_and_unwrap() {
         let master = Key::generate();
-        let params = KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        };
+        let params = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
         let kf = KeyFile::create(&master, b"pw", params, "h", "u").unwrap();
         let json = serde_json::to_string(&kf).unwrap();
         let kf: KeyFile = serde_json::from_str(&json).unwrap();

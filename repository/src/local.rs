@@ -48,45 +48,22 @@ impl LocalBackend {
     }
 
     fn not_found(&self, kind: FileKind, name: &str) -> BackendError {
-        BackendError::NotFound {
-            kind,
-            name: name.to_string(),
-            location: self.location.clone(),
-        }
+        BackendError::NotFound { kind, name: name.to_string(), location: self.location.clone() }
     }
 
-    fn io(
-        &self,
-        kind: FileKind,
-        name: &str,
-        op: &'static str,
-        path: &Path,
-        e: io::Error,
-    ) -> BackendError {
+    fn io(&self, kind: FileKind, name: &str, op: &'static str, path: &Path, e: io::Error) -> BackendError {
         if e.kind() == io::ErrorKind::NotFound {
             self.not_found(kind, name)
         } else {
-            BackendError::Io {
-                op,
-                path: path.to_path_buf(),
-                source: e,
-            }
+            BackendError::Io { op, path: path.to_path_buf(), source: e }
         }
     }
 }
 
 fn mkdir(path: &Path) -> Result<(), BackendError> {
-    match fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(path)
-    {
+    match fs::DirBuilder::new().mode(0o700).recursive(true).create(path) {
         Ok(()) => Ok(()),
-        Err(e) => Err(BackendError::Io {
-            op: "create directory",
-            path: path.to_path_buf(),
-            source: e,
-        }),
+        Err(e) => Err(BackendError::Io { op: "create directory", path: path.to_path_buf(), source: e }),
     }
 }
 
@@ -107,11 +84,7 @@ impl Backend for LocalBackend {
         match fs::metadata(&p) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(BackendError::Io {
-                op: "stat",
-                path: p,
-                source: e,
-            }),
+            Err(e) => Err(BackendError::Io { op: "stat", path: p, source: e }),
         }
     }
 
@@ -158,11 +131,7 @@ impl Backend for LocalBackend {
         })?;
         let tmp = dir.join(format!(".tmp-{name}-{:016x}", u64::from_le_bytes(rnd)));
         let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
+            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             f.write_all(data)?;
             f.sync_data()?;
             Ok(())
@@ -174,19 +143,13 @@ impl Backend for LocalBackend {
         }
         if let Err(e) = result.and_then(|_| fs::rename(&tmp, &path)) {
             let _ = fs::remove_file(&tmp);
-            return Err(BackendError::Io {
-                op: "write",
-                path,
-                source: e,
-            });
+            return Err(BackendError::Io { op: "write", path, source: e });
         }
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| BackendError::Io {
-                op: "sync directory",
-                path: dir,
-                source: e,
-            })
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| BackendError::Io {
+            op: "sync directory",
+            path: dir,
+            source: e,
+        })
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
@@ -203,12 +166,9 @@ impl Backend for LocalBackend {
     ) -> Result<Vec<u8>, BackendError> {
         let path = self.path_of(kind, name);
         let mut f = File::open(&path).map_err(|e| self.io(kind, name, "open", &path, e))?;
-        f.seek(SeekFrom::Start(offset))
-            .map_err(|e| self.io(kind, name, "seek", &path, e))?;
+        f.seek(SeekFrom::Start(offset)).map_err(|e| self.io(kind, name, "seek", &path, e))?;
         let mut buf = Vec::with_capacity(length as usize);
-        f.take(length)
-            .read_to_end(&mut buf)
-            .map_err(|e| self.io(kind, name, "read", &path, e))?;
+        f.take(length).read_to_end(&mut buf).map_err(|e| self.io(kind, name, "read", &path, e))?;
         if buf.len() as u64 != length {
             return Err(BackendError::ShortRead {
                 kind,
@@ -224,10 +184,7 @@ impl Backend for LocalBackend {
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {
         if kind == FileKind::Config {
             return Ok(match fs::metadata(self.root.join("config")) {
-                Ok(m) => vec![FileInfo {
-                    name: "config".into(),
-                    size: m.len(),
-                }],
+                Ok(m) => vec![FileInfo { name: "config".into(), size: m.len() }],
                 Err(_) => vec![],
             });
         }
@@ -252,10 +209,7 @@ impl Backend for LocalBackend {
                 if !valid_name(kind, &name) {
                     continue;
                 }
-                let size = e
-                    .metadata()
-                    .map_err(|err| self.io(kind, &name, "stat", &e.path(), err))?
-                    .len();
+                let size = e.metadata().map_err(|err| self.io(kind, &name, "stat", &e.path(), err))?.len();
                 out.push(FileInfo { name, size });
             }
         }
@@ -288,27 +242,12 @@ mod tests {
             b.read_range(FileKind::Pack, &name, 6, 50),
             Err(BackendError::ShortRead { got: 5, .. })
         ));
-        assert_eq!(
-            b.list(FileKind::Pack).unwrap(),
-            vec![FileInfo {
-                name: name.clone(),
-                size: 11
-            }]
-        );
+        assert_eq!(b.list(FileKind::Pack).unwrap(), vec![FileInfo { name: name.clone(), size: 11 }]);
         let path = dir.path().join("repo/data/ab").join(&name);
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         b.delete(FileKind::Pack, &name).unwrap();
-        assert!(matches!(
-            b.read(FileKind::Pack, &name),
-            Err(BackendError::NotFound { .. })
-        ));
-        assert!(matches!(
-            b.delete(FileKind::Pack, &name),
-            Err(BackendError::NotFound { .. })
-        ));
+        assert!(matches!(b.read(FileKind::Pack, &name), Err(BackendError::NotFound { .. })));
+        assert!(matches!(b.delete(FileKind::Pack, &name), Err(BackendError::NotFound { .. })));
     }
 
     #[test]
@@ -321,13 +260,7 @@ mod tests {
             b.create(FileKind::Config, "config", b"two"),
             Err(BackendError::AlreadyExists { .. })
         ));
-        fs::write(
-            dir.path()
-                .join("index")
-                .join(format!(".tmp-{}-1", "0".repeat(64))),
-            b"x",
-        )
-        .unwrap();
+        fs::write(dir.path().join("index").join(format!(".tmp-{}-1", "0".repeat(64))), b"x").unwrap();
         assert!(b.list(FileKind::Index).unwrap().is_empty());
         assert!(b.create(FileKind::Index, "../escape", b"x").is_err());
     }

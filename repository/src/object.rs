@@ -25,9 +25,7 @@ pub(crate) fn seal_object(key: &Key, payload: &[u8], level: i32) -> Vec<u8> {
 }
 
 pub(crate) fn open_object(key: &Key, sealed: &[u8], what: &str) -> Result<Vec<u8>, RepoError> {
-    let plain = key
-        .open(sealed)
-        .map_err(|e| RepoError::corrupt(what, e.to_string()))?;
+    let plain = key.open(sealed).map_err(|e| RepoError::corrupt(what, e.to_string()))?;
     match plain.split_first() {
         Some((0, rest)) => Ok(rest.to_vec()),
         Some((1, rest)) => {
@@ -39,8 +37,7 @@ pub(crate) fn open_object(key: &Key, sealed: &[u8], what: &str) -> Result<Vec<u8
                 .map(|n| n as usize)
                 .filter(|&n| n <= MAX_OBJECT_PLAINTEXT)
                 .ok_or_else(|| RepoError::corrupt(what, "compressed payload has no valid size"))?;
-            d.decompress(rest, cap)
-                .map_err(|e| RepoError::corrupt(what, format!("zstd: {e}")))
+            d.decompress(rest, cap).map_err(|e| RepoError::corrupt(what, format!("zstd: {e}")))
         }
         Some((b, _)) => Err(RepoError::corrupt(what, format!("unknown encoding {b}"))),
         None => Err(RepoError::corrupt(what, "empty")),

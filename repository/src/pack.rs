@@ -44,23 +44,12 @@ impl PackWriter {
     /// recycle pack buffers.
     pub fn with_buffer(t: BlobType, mut buf: Vec<u8>) -> PackWriter {
         buf.clear();
-        PackWriter {
-            blob_type: t,
-            buf,
-            blobs: Vec::new(),
-        }
+        PackWriter { blob_type: t, buf, blobs: Vec::new() }
     }
 
     /// Seals `payload` (the blob's plaintext, compressed or not as
     /// `compression` says) into the pack.
-    pub fn add(
-        &mut self,
-        key: &Key,
-        id: BlobId,
-        payload: &[u8],
-        raw_length: u32,
-        compression: Compression,
-    ) {
+    pub fn add(&mut self, key: &Key, id: BlobId, payload: &[u8], raw_length: u32, compression: Compression) {
         let offset = self.buf.len() as u32;
         key.seal_append(payload, &mut self.buf);
         self.blobs.push(PackedBlob {
@@ -77,13 +66,7 @@ impl PackWriter {
     /// so the expensive work can happen outside a lock on a shared pack.
     ///
     /// [`BlobEncoder::seal_blob`]: crate::BlobEncoder::seal_blob
-    pub fn add_sealed(
-        &mut self,
-        id: BlobId,
-        sealed: &[u8],
-        raw_length: u32,
-        compression: Compression,
-    ) {
+    pub fn add_sealed(&mut self, id: BlobId, sealed: &[u8], raw_length: u32, compression: Compression) {
         let offset = self.buf.len() as u32;
         self.buf.extend_from_slice(sealed);
         self.blobs.push(PackedBlob {
@@ -128,11 +111,7 @@ impl PackWriter {
         key.seal_append(&header, &mut self.buf);
         let sealed_len = (self.buf.len() - before) as u32;
         self.buf.extend_from_slice(&sealed_len.to_le_bytes());
-        FinishedPack {
-            id: Id::hash(&self.buf),
-            data: self.buf,
-            blobs: self.blobs,
-        }
+        FinishedPack { id: Id::hash(&self.buf), data: self.buf, blobs: self.blobs }
     }
 }
 
@@ -151,18 +130,13 @@ pub fn decode_pack_header(
     blobs_end: u64,
 ) -> Result<Vec<PackedBlob>, RepoError> {
     let what = || format!("pack {}", pack.short());
-    let plain = key
-        .open(sealed)
-        .map_err(|e| RepoError::corrupt(what(), format!("header: {e}")))?;
+    let plain = key.open(sealed).map_err(|e| RepoError::corrupt(what(), format!("header: {e}")))?;
     let bad = |d: &str| RepoError::corrupt(what(), format!("header: {d}"));
     if plain.len() < 9 || &plain[..4] != MAGIC {
         return Err(bad("bad magic"));
     }
     if plain[4] != VERSION {
-        return Err(RepoError::UnsupportedVersion {
-            what: what(),
-            version: u32::from(plain[4]),
-        });
+        return Err(RepoError::UnsupportedVersion { what: what(), version: u32::from(plain[4]) });
     }
     let n = u32::from_le_bytes([plain[5], plain[6], plain[7], plain[8]]) as usize;
     if n > MAX_PACK_BLOBS || plain.len() != 9 + n * ENTRY_LEN {
@@ -173,21 +147,13 @@ pub fn decode_pack_header(
     for e in plain[9..].chunks_exact(ENTRY_LEN) {
         let id = Id::from_slice(&e[..32]).ok_or_else(|| bad("truncated entry"))?;
         let blob_type = BlobType::from_byte(e[32]).ok_or_else(|| bad("unknown blob type"))?;
-        let compression =
-            Compression::from_byte(e[33]).ok_or_else(|| bad("unknown compression"))?;
+        let compression = Compression::from_byte(e[33]).ok_or_else(|| bad("unknown compression"))?;
         let length = u32::from_le_bytes([e[34], e[35], e[36], e[37]]);
         let raw_length = u32::from_le_bytes([e[38], e[39], e[40], e[41]]);
         if offset + u64::from(length) > blobs_end {
             return Err(bad("blob extends past the blob area"));
         }
-        out.push(PackedBlob {
-            id,
-            blob_type,
-            offset: offset as u32,
-            length,
-            raw_length,
-            compression,
-        });
+        out.push(PackedBlob { id, blob_type, offset: offset as u32, length, raw_length, compression });
         offset += u64::from(length);
     }
     if offset != blobs_end {
@@ -220,13 +186,7 @@ mod tests {
         let mut w = PackWriter::new(BlobType::Data, 1024);
         for i in 0..5u8 {
             let data = vec![i; 100 + usize::from(i)];
-            w.add(
-                &key,
-                Id::hash(&data),
-                &data,
-                data.len() as u32,
-                Compression::None,
-            );
+            w.add(&key, Id::hash(&data), &data, data.len() as u32, Compression::None);
         }
         let p = w.finish(&key);
         assert_eq!(p.id, Id::hash(&p.data));
@@ -240,10 +200,7 @@ mod tests {
         let mut bad = p.data.clone();
         let n = bad.len();
         bad[n - 10] ^= 1;
-        assert!(matches!(
-            parse_pack(&key, &p.id, &bad),
-            Err(RepoError::Corrupt { .. })
-        ));
+        assert!(matches!(parse_pack(&key, &p.id, &bad), Err(RepoError::Corrupt { .. })));
         bad[n - 1] = 0xff;
         assert!(parse_pack(&key, &p.id, &bad).is_err());
         assert!(parse_pack(&key, &p.id, &[1, 2]).is_err());

@@ -1,8 +1,6 @@
 use std::sync::Arc;
 
-use arch_index::{
-    BlobId, BlobLocation, BlobType, Id, IndexFile, IndexSink, MasterIndex, SinkError,
-};
+use arch_index::{BlobId, BlobLocation, BlobType, Id, IndexFile, IndexSink, MasterIndex, SinkError};
 
 use crate::backend::{Backend, FileKind};
 use crate::blob_codec::decode_blob;
@@ -31,9 +29,7 @@ pub struct Repository {
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repository")
-            .field("location", &self.backend.location())
-            .finish()
+        f.debug_struct("Repository").field("location", &self.backend.location()).finish()
     }
 }
 
@@ -47,20 +43,13 @@ impl Repository {
         opts: &InitOptions,
     ) -> Result<Repository, RepoError> {
         if backend.exists()? {
-            return Err(RepoError::AlreadyInitialized {
-                location: backend.location().to_string(),
-            });
+            return Err(RepoError::AlreadyInitialized { location: backend.location().to_string() });
         }
         let config = opts.build_config()?;
         backend.create_layout()?;
         let key = Key::generate();
-        let kf = KeyFile::create(
-            &key,
-            password,
-            opts.kdf.clone().unwrap_or_default(),
-            &hostname(),
-            &username(),
-        )?;
+        let kf =
+            KeyFile::create(&key, password, opts.kdf.clone().unwrap_or_default(), &hostname(), &username())?;
         let json = serde_json::to_vec_pretty(&kf).expect("key file serializes");
         backend.create(FileKind::Key, &Id::hash(&json).to_hex(), &json)?;
         let sealed = seal_object(
@@ -69,12 +58,7 @@ impl Repository {
             config.compression_level,
         );
         backend.create(FileKind::Config, "config", &sealed)?;
-        Ok(Repository {
-            backend,
-            key,
-            config,
-            index: MasterIndex::new(Default::default()),
-        })
+        Ok(Repository { backend, key, config, index: MasterIndex::new(Default::default()) })
     }
 
     /// Opens an existing repository: finds a key file the password opens,
@@ -99,25 +83,17 @@ impl Repository {
         let key = key.ok_or(RepoError::WrongPassword { location })?;
         let sealed = backend.read(FileKind::Config, "config")?;
         let plain = open_object(&key, &sealed, "config")?;
-        let config: Config = serde_json::from_slice(&plain)
-            .map_err(|e| RepoError::corrupt("config", e.to_string()))?;
+        let config: Config =
+            serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt("config", e.to_string()))?;
         config.validate()?;
-        let repo = Repository {
-            backend,
-            key,
-            config,
-            index: MasterIndex::new(Default::default()),
-        };
+        let repo = Repository { backend, key, config, index: MasterIndex::new(Default::default()) };
         repo.load_index()?;
         Ok(repo)
     }
 
     /// Replaces the master index's options (before a backup starts); the
     /// loaded entries are kept by reloading.
-    pub fn set_index_options(
-        &mut self,
-        opts: arch_index::MasterIndexOptions,
-    ) -> Result<(), RepoError> {
+    pub fn set_index_options(&mut self, opts: arch_index::MasterIndexOptions) -> Result<(), RepoError> {
         self.index = MasterIndex::new(opts);
         self.load_index()
     }
@@ -187,8 +163,7 @@ impl Repository {
     /// index file). This order is the crash-safety rule: an index never
     /// lists a pack that is not stored.
     pub fn save_pack(&self, pack: &FinishedPack) -> Result<(), RepoError> {
-        self.backend
-            .create(FileKind::Pack, &pack.id.to_hex(), &pack.data)?;
+        self.backend.create(FileKind::Pack, &pack.id.to_hex(), &pack.data)?;
         self.index.store_pack(pack.id, &pack.blobs, self)?;
         Ok(())
     }
@@ -297,10 +272,7 @@ impl IndexSink for Repository {
 
 fn check_name(bytes: &[u8], name: &str, what: &str) -> Result<(), RepoError> {
     if Id::hash(bytes).to_hex() != name {
-        return Err(RepoError::corrupt(
-            what,
-            "content does not match its name (file damaged or replaced)",
-        ));
+        return Err(RepoError::corrupt(what, "content does not match its name (file damaged or replaced)"));
     }
     Ok(())
 }

@@ -5,9 +5,7 @@ use crate::error::RepoError;
 
 /// A point in time: seconds since the Unix epoch and nanoseconds. Covers
 /// every time a filesystem can store (unlike i64 nanoseconds).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp(pub i64, pub u32);
 
 /// What a node is.
@@ -151,14 +149,11 @@ impl Tree {
     /// Decodes a tree, checking names are sorted, unique and slash-free
     /// (a tree that names `..` or `a/b` could escape a restore target).
     pub fn decode(bytes: &[u8], what: impl Fn() -> String) -> Result<Tree, RepoError> {
-        let tree: Tree = ciborium::from_reader(bytes)
-            .map_err(|e| RepoError::corrupt(what(), format!("tree: {e}")))?;
+        let tree: Tree =
+            ciborium::from_reader(bytes).map_err(|e| RepoError::corrupt(what(), format!("tree: {e}")))?;
         for w in tree.nodes.windows(2) {
             if w[0].name >= w[1].name {
-                return Err(RepoError::corrupt(
-                    what(),
-                    "tree entries not sorted or not unique",
-                ));
+                return Err(RepoError::corrupt(what(), "tree entries not sorted or not unique"));
             }
         }
         for n in &tree.nodes {
@@ -187,10 +182,7 @@ mod tests {
         let mut f = Node::new(b"caf\xe9".to_vec(), NodeKind::File);
         f.content = vec![BlobId::hash(b"x")];
         f.mtime = Timestamp(-5, 999_999_999);
-        f.xattrs = vec![Xattr {
-            name: b"user.a".to_vec(),
-            value: vec![0, 1],
-        }];
+        f.xattrs = vec![Xattr { name: b"user.a".to_vec(), value: vec![0, 1] }];
         let mut l = Node::new(b"link".to_vec(), NodeKind::Symlink);
         l.target = Some(b"/t\xff".to_vec());
         let t = Tree { nodes: vec![f, l] };
@@ -202,14 +194,10 @@ mod tests {
     #[test]
     fn hostile_names_are_rejected() {
         for bad in [&b".."[..], b"a/b", b"", b"."] {
-            let t = Tree {
-                nodes: vec![Node::new(bad.to_vec(), NodeKind::File)],
-            };
+            let t = Tree { nodes: vec![Node::new(bad.to_vec(), NodeKind::File)] };
             assert!(Tree::decode(&t.encode(), String::new).is_err(), "{bad:?}");
         }
-        let dup = Tree {
-            nodes: vec![Node::new(b"a".to_vec(), NodeKind::File); 2],
-        };
+        let dup = Tree { nodes: vec![Node::new(b"a".to_vec(), NodeKind::File); 2] };
         assert!(Tree::decode(&dup.encode(), String::new).is_err());
         assert!(Tree::decode(b"\xff\x00garbage", String::new).is_err());
     }
