@@ -13,6 +13,8 @@
 //! assert!(!index.add_pending(BlobType::Data, id));
 //! ```
 
+#![warn(missing_docs)]
+
 mod blob;
 mod error;
 mod id;

@@ -7,6 +7,8 @@
 //! blob lives. Trees and snapshots are the metadata a backup leaves behind.
 //! The on-disk format is specified in docs/FORMAT.md.
 
+#![warn(missing_docs)]
+
 mod backend;
 mod blob_codec;
 mod chunker;
