@@ -38,8 +38,38 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct BackupArgs {
     /// Files and directories to back up.
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(value_name = "PATH", required_unless_present = "files_from")]
     pub paths: Vec<PathBuf>,
+    /// Read more paths to back up from FILE (one per line; '#' comments).
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Leave out entries matching PATTERN (`*.o`, `cache`, `/abs/path`; repeatable).
+    #[arg(long, short = 'e', value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// As --exclude, ignoring case.
+    #[arg(long, value_name = "PATTERN")]
+    pub iexclude: Vec<String>,
+    /// Read exclude patterns from FILE (one per line; '#' comments).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Read case-insensitive exclude patterns from FILE.
+    #[arg(long, value_name = "FILE")]
+    pub iexclude_file: Vec<PathBuf>,
+    /// Leave out directories that contain a file named NAME.
+    #[arg(long, value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out cache directories (marked by a valid CACHEDIR.TAG).
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Leave out files larger than SIZE (bytes, or with K, M, G, T suffix).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub exclude_larger_than: Option<u64>,
+    /// Do not cross filesystem boundaries.
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Honour .gitignore files (.archignore files are always honoured).
+    #[arg(long)]
+    pub git_ignore: bool,
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
@@ -79,4 +109,36 @@ pub struct RestoreArgs {
     /// Whether to restore into a non-empty target.
     #[arg(long, value_enum, default_value = "never")]
     pub overwrite: Overwrite,
+}
+
+/// Parses "1024", "10K", "5M", "2G", "1T" (binary units, case-insensitive, optional "B"/"iB").
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let lower = lower.trim_end_matches("ib").trim_end_matches('b');
+    let (num, mult) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        Some('t') => (&lower[..lower.len() - 1], 1 << 40),
+        _ => (lower, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {s:?}: use a number with an optional K, M, G or T suffix"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("1024"), Ok(1024));
+        assert_eq!(super::parse_size("10K"), Ok(10240));
+        assert_eq!(super::parse_size("5MiB"), Ok(5 << 20));
+        assert_eq!(super::parse_size("2g"), Ok(2 << 30));
+        assert!(super::parse_size("x").is_err());
+        assert!(super::parse_size("99999999999T").is_err());
+    }
 }

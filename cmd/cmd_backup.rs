@@ -1,5 +1,5 @@
 use anyhow::Result;
-use arch_archiver::{Backup, BackupOptions, CancellationToken};
+use arch_archiver::{read_list_file, Backup, BackupOptions, CancellationToken};
 
 use crate::cli::{BackupArgs, Cli};
 use crate::progress::{human, TermProgress};
@@ -17,16 +17,43 @@ pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i3
         opts = opts.parent(repo.find_snapshot(p)?.0);
     }
     opts = opts.force(args.force).ignore_inode(args.ignore_inode).ignore_ctime(args.ignore_ctime);
+    for p in &args.exclude {
+        opts = opts.exclude(p.clone());
+    }
+    for p in &args.iexclude {
+        opts = opts.iexclude(p.clone());
+    }
+    for f in &args.exclude_file {
+        for p in read_list_file(f)? {
+            opts = opts.exclude(p);
+        }
+    }
+    for f in &args.iexclude_file {
+        for p in read_list_file(f)? {
+            opts = opts.iexclude(p);
+        }
+    }
+    for n in &args.exclude_if_present {
+        opts = opts.exclude_if_present(n.clone());
+    }
+    if let Some(limit) = args.exclude_larger_than {
+        opts = opts.exclude_larger_than(limit);
+    }
+    opts = opts
+        .exclude_caches(args.exclude_caches)
+        .one_file_system(args.one_file_system)
+        .git_ignore(args.git_ignore);
+    let mut paths = args.paths.clone();
+    for f in &args.files_from {
+        paths.extend(read_list_file(f)?.into_iter().map(std::path::PathBuf::from));
+    }
     // Never back up the repository into itself.
     if let Ok(p) = std::fs::canonicalize(crate::repo::location(cli)?.path) {
         opts = opts.exclude_path(p);
     }
     let progress = TermProgress::start(cli.quiet || cli.json, "read");
-    let result = Backup::new(&repo, &args.paths)
-        .options(opts)
-        .progress(progress.sink())
-        .cancel_token(token.clone())
-        .run();
+    let result =
+        Backup::new(&repo, &paths).options(opts).progress(progress.sink()).cancel_token(token.clone()).run();
     progress.finish();
     let result = result?;
     let s = result.snapshot.summary.clone().unwrap_or_default();

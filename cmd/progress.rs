@@ -23,7 +23,9 @@ pub struct TermProgress {
     ticker: Option<std::thread::JoinHandle<()>>,
 }
 
-struct Sink(Arc<Counters>, bool);
+/// Counters, whether to stay silent, and the line prefix that clears the
+/// status line (empty off a terminal).
+struct Sink(Arc<Counters>, bool, &'static str);
 
 impl Progress for Sink {
     fn file_done(&self, _path: &Path, _bytes: u64) {
@@ -35,9 +37,14 @@ impl Progress for Sink {
     fn blob_stored(&self, _raw: u64, stored: u64) {
         self.0.stored.fetch_add(stored, Ordering::Relaxed);
     }
+    fn skipped(&self, path: &Path, reason: &str) {
+        if !self.1 {
+            eprintln!("{}note: {} not saved: {reason}", self.2, path.display());
+        }
+    }
     fn warning(&self, path: &Path, message: &str) {
         if !self.1 {
-            eprintln!("\r\x1b[Kwarning: {}: {message}", path.display());
+            eprintln!("{}warning: {}: {message}", self.2, path.display());
         }
     }
 }
@@ -71,7 +78,8 @@ impl TermProgress {
     }
 
     pub fn sink(&self) -> Arc<dyn Progress> {
-        Arc::new(Sink(Arc::clone(&self.counters), self.quiet))
+        let clear = if self.ticker.is_some() { "\r\x1b[K" } else { "" };
+        Arc::new(Sink(Arc::clone(&self.counters), self.quiet, clear))
     }
 
     pub fn finish(mut self) {

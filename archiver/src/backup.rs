@@ -35,6 +35,7 @@ use crate::policy::{ErrorPolicy, SkipErrors};
 use crate::progress::{NoProgress, Progress};
 use crate::scanner::{prepare_paths, scan, FileJob};
 use crate::scope::{guarded, Scope};
+use crate::select::Selector;
 use crate::stats::Stats;
 use crate::{blob_saver, file_saver, tree_saver, uploader};
 
@@ -121,6 +122,7 @@ impl<'a> Backup<'a> {
         let start = Instant::now();
         let time = self.opts.time.unwrap_or_else(|| chrono::Local::now().fixed_offset());
         let paths = prepare_paths(&self.paths)?;
+        let selector = Selector::new(&self.opts)?;
         let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         let hostname = self.opts.host.clone().unwrap_or_else(hostname);
         let parent = match self.opts.parent {
@@ -144,7 +146,7 @@ impl<'a> Backup<'a> {
             #[cfg(test)]
             fault: self.fault,
         };
-        run_pools(&ctx, &paths, &self.opts);
+        run_pools(&ctx, &paths, &self.opts, selector);
 
         // Index whatever was stored, even after an error or a cancel: the
         // packs exist, and indexing them lets the next run reuse them.
@@ -191,7 +193,7 @@ fn latest_with(
     Ok(repo.list_snapshots()?.into_iter().rev().find(|(_, s)| s.hostname == host && s.paths == paths))
 }
 
-fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions) {
+fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions, mut selector: Selector) {
     let (file_workers, blob_workers, upload_workers) = opts.resolved();
     let (file_tx, file_rx) = bounded::<FileJob>(file_workers * 8);
     let (blob_tx, blob_rx) = bounded::<BlobJob>(blob_workers * 2);
@@ -226,7 +228,7 @@ fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions) {
         // Each pool now holds its own channel ends; dropping ours lets
         // channels close as soon as the pools feeding them finish.
         drop((pack_rx, pack_tx, blob_rx, blob_tx, file_rx));
-        guarded(scope, "scanner", || scan(ctx, paths, &opts.exclude_paths, &file_tx, &tree_tx));
+        guarded(scope, "scanner", || scan(ctx, paths, opts, &mut selector, &file_tx, &tree_tx));
         drop((file_tx, tree_tx));
         for w in workers.into_iter().flatten() {
             // Workers catch their own panics (guarded), so join cannot fail.

@@ -49,6 +49,9 @@ mod progress;
 mod restore;
 mod scanner;
 mod scope;
+mod select;
+#[cfg(test)]
+mod select_tests;
 mod stats;
 mod tree_saver;
 mod uploader;
@@ -65,4 +68,5 @@ pub use options::BackupOptions;
 pub use policy::{AbortOnError, Decision, ErrorPolicy, SkipErrors};
 pub use progress::{NoProgress, Progress};
 pub use restore::{Restore, RestoreOptions, RestoreResult};
+pub use select::read_list_file;
 pub use tokio_util::sync::CancellationToken;

@@ -23,6 +23,20 @@ pub struct BackupOptions {
     pub ignore_inode: bool,
     /// Do not compare ctimes when detecting changes.
     pub ignore_ctime: bool,
+    /// Exclude patterns (see [`BackupOptions::exclude`]).
+    pub excludes: Vec<String>,
+    /// Case-insensitive exclude patterns.
+    pub iexcludes: Vec<String>,
+    /// Leave out directories that contain a file with one of these names.
+    pub exclude_if_present: Vec<String>,
+    /// Leave out directories tagged as caches (CACHEDIR.TAG).
+    pub exclude_caches: bool,
+    /// Leave out files larger than this many bytes.
+    pub exclude_larger_than: Option<u64>,
+    /// Do not descend into other filesystems.
+    pub one_file_system: bool,
+    /// Honour `.gitignore` files (`.archignore` files are always honoured).
+    pub git_ignore: bool,
     /// Threads that read and chunk files.
     pub file_workers: usize,
     /// Threads that compress and seal new blobs.
@@ -71,6 +85,45 @@ impl BackupOptions {
     /// Ignores ctimes in change detection (for the same filesystems).
     pub fn ignore_ctime(mut self, yes: bool) -> Self {
         self.ignore_ctime = yes;
+        self
+    }
+    /// Leaves out entries matching `pattern`. A pattern starting with `/`
+    /// is anchored at the filesystem root; any other matches at any depth
+    /// (`*.o`, `node_modules`, `build/tmp`). `*` and `?` do not match `/`,
+    /// `**` does. A matching directory is left out with its contents.
+    pub fn exclude(mut self, pattern: impl Into<String>) -> Self {
+        self.excludes.push(pattern.into());
+        self
+    }
+    /// As [`BackupOptions::exclude`], ignoring case.
+    pub fn iexclude(mut self, pattern: impl Into<String>) -> Self {
+        self.iexcludes.push(pattern.into());
+        self
+    }
+    /// Leaves out directories holding a file named `name`.
+    pub fn exclude_if_present(mut self, name: impl Into<String>) -> Self {
+        self.exclude_if_present.push(name.into());
+        self
+    }
+    /// Leaves out directories with a valid CACHEDIR.TAG.
+    pub fn exclude_caches(mut self, yes: bool) -> Self {
+        self.exclude_caches = yes;
+        self
+    }
+    /// Leaves out files larger than `bytes`.
+    pub fn exclude_larger_than(mut self, bytes: u64) -> Self {
+        self.exclude_larger_than = Some(bytes);
+        self
+    }
+    /// Stays on the filesystem of each backed-up path.
+    pub fn one_file_system(mut self, yes: bool) -> Self {
+        self.one_file_system = yes;
+        self
+    }
+    /// Honours `.gitignore` files with git's rules (negation, anchoring,
+    /// directory patterns; deeper files take precedence).
+    pub fn git_ignore(mut self, yes: bool) -> Self {
+        self.git_ignore = yes;
         self
     }
     /// File reader threads. Default 2: enough to keep one read in flight

@@ -10,6 +10,8 @@ pub trait Progress: Send + Sync {
     fn bytes_processed(&self, _n: u64) {}
     /// A new blob was stored: plaintext and stored (sealed) sizes.
     fn blob_stored(&self, _raw: u64, _stored: u64) {}
+    /// An entry was deliberately not saved (e.g. a socket), with the reason.
+    fn skipped(&self, _path: &Path, _reason: &str) {}
     /// A per-file problem was skipped.
     fn warning(&self, _path: &Path, _message: &str) {}
 }

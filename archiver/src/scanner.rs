@@ -15,7 +15,9 @@ use crate::dir_state::DirState;
 use crate::error::ArchiveError;
 use crate::fault::Stage;
 use crate::metadata::{node_from_metadata, read_xattrs};
+use crate::options::BackupOptions;
 use crate::parent::{unchanged, ParentDir};
+use crate::select::{too_large, Selector};
 use crate::stats::add;
 
 /// A regular file for the FileSaver to read.
@@ -65,7 +67,8 @@ pub(crate) fn prepare_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ArchiveEr
 pub(crate) fn scan(
     ctx: &Ctx<'_>,
     paths: &[PathBuf],
-    excludes: &[PathBuf],
+    opts: &BackupOptions,
+    selector: &mut Selector,
     file_tx: &Sender<FileJob>,
     tree_tx: &Sender<Arc<DirState>>,
 ) -> Result<(), ArchiveError> {
@@ -92,7 +95,7 @@ pub(crate) fn scan(
             order.push(Arc::clone(&d));
             dir = (d, pd);
         }
-        walk(ctx, p, dir, excludes, file_tx, tree_tx)?;
+        walk(ctx, p, dir, opts, selector, file_tx, tree_tx)?;
     }
     // Children were created after their parents: release deepest first.
     for d in order.iter().rev() {
@@ -105,18 +108,21 @@ fn walk(
     ctx: &Ctx<'_>,
     top: &Path,
     parent: (Arc<DirState>, ParentDir),
-    excludes: &[PathBuf],
+    opts: &BackupOptions,
+    selector: &mut Selector,
     file_tx: &Sender<FileJob>,
     tree_tx: &Sender<Arc<DirState>>,
 ) -> Result<(), ArchiveError> {
     // stack[d] is the directory holding entries of walk depth d, with the
     // parent snapshot's listing of the same directory.
     let mut stack = vec![parent];
+    let excludes = &opts.exclude_paths;
     let walker = WalkDir::new(top)
         .follow_links(false)
+        .same_file_system(opts.one_file_system)
         .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
         .into_iter()
-        .filter_entry(|e| !excludes.iter().any(|x| x == e.path()));
+        .filter_entry(|e| !(excludes.iter().any(|x| x == e.path()) || selector.excluded(e)));
     for entry in walker {
         if ctx.scope.is_cancelled() {
             return Err(ArchiveError::Cancelled);
@@ -144,6 +150,9 @@ fn walk(
                 continue;
             }
         };
+        if too_large(&md, opts.exclude_larger_than) {
+            continue;
+        }
         let mut node = node_from_metadata(entry.file_name(), &md, &ctx.names);
         node.xattrs = read_xattrs(entry.path());
         match node.kind {
@@ -168,7 +177,7 @@ fn walk(
                 }
             }
             // A socket is meaningless once its server is gone: not saved.
-            NodeKind::Socket => {}
+            NodeKind::Socket => ctx.progress.skipped(entry.path(), "socket"),
             NodeKind::Symlink => match std::fs::read_link(entry.path()) {
                 Ok(t) => {
                     node.target = Some(t.as_os_str().as_bytes().to_vec());
@@ -184,6 +193,9 @@ fn walk(
     while stack.len() > 1 {
         let (done, _) = stack.pop().expect("len > 1");
         ctx.finish_child(&done, None, tree_tx)?;
+    }
+    for (path, problem) in std::mem::take(&mut selector.problems) {
+        ctx.file_problem(&path, &std::io::Error::other(problem))?;
     }
     Ok(())
 }
