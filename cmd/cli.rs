@@ -28,7 +28,7 @@ pub enum Command {
     /// Create a new repository.
     Init,
     /// Back up files and directories into a new snapshot.
-    Backup(BackupArgs),
+    Backup(Box<BackupArgs>),
     /// List snapshots.
     Snapshots,
     /// Restore a snapshot into a directory.
