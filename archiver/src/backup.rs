@@ -69,6 +69,8 @@ pub struct Backup<'a> {
     cancel: CancellationToken,
     #[cfg(test)]
     fault: Option<crate::fault::Fault>,
+    #[cfg(test)]
+    on_open: Option<crate::fault::OpenHook>,
 }
 
 impl<'a> Backup<'a> {
@@ -83,7 +85,17 @@ impl<'a> Backup<'a> {
             cancel: CancellationToken::new(),
             #[cfg(test)]
             fault: None,
+            #[cfg(test)]
+            on_open: None,
         }
+    }
+
+    /// Runs `hook` after each source file is opened (tests of files that
+    /// change while read).
+    #[cfg(test)]
+    pub(crate) fn on_open(mut self, hook: crate::fault::OpenHook) -> Self {
+        self.on_open = Some(hook);
+        self
     }
 
     /// Makes `stage` fail on its `after`-th item (tests of error handling).
@@ -145,6 +157,8 @@ impl<'a> Backup<'a> {
             pack_bufs: crate::pool::BufPool::new(8),
             #[cfg(test)]
             fault: self.fault,
+            #[cfg(test)]
+            on_open: self.on_open,
         };
         run_pools(&ctx, &paths, &self.opts, selector);
 

@@ -41,6 +41,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) pack_bufs: crate::pool::BufPool,
     #[cfg(test)]
     pub(crate) fault: Option<crate::fault::Fault>,
+    /// Test builds: runs after a source file is opened, before it is read.
+    #[cfg(test)]
+    pub(crate) on_open: Option<crate::fault::OpenHook>,
 }
 
 impl Ctx<'_> {

@@ -11,6 +11,10 @@ pub(crate) enum Stage {
     Uploader,
 }
 
+/// Called with a file's path after it is opened (test builds only).
+#[cfg(test)]
+pub(crate) type OpenHook = Box<dyn Fn(&std::path::Path) + Send + Sync>;
+
 /// Fails `stage` on its `after`-th item (test builds only).
 #[cfg(test)]
 pub(crate) struct Fault {

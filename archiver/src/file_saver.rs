@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ use crate::dir_state::DirState;
 use crate::error::ArchiveError;
 use crate::fault::Stage;
 use crate::scanner::FileJob;
+use crate::sparse::SparseReader;
 use crate::stats::add;
 
 /// A new blob for the BlobSaver.
@@ -90,8 +91,20 @@ fn save_file(
     cuts: &mut Vec<usize>,
     blobs: &Sender<BlobJob>,
 ) -> Result<Node, FileFailure> {
-    let mut file = open_source(path).map_err(FileFailure::Source)?;
+    let file = open_source(path).map_err(FileFailure::Source)?;
     add(&ctx.stats.files_opened, 1);
+    #[cfg(test)]
+    if let Some(hook) = &ctx.on_open {
+        hook(path);
+    }
+    let opened = file.metadata().map_err(FileFailure::Source)?;
+    // Fewer allocated blocks than the size says: the file has holes, which
+    // are produced as zeros without reading them.
+    let mut file = if opened.blocks() * 512 < opened.len() {
+        Source::Sparse(SparseReader::new(file, opened.len()))
+    } else {
+        Source::Plain(file)
+    };
     let index = ctx.repo.index();
     let block = buf.capacity();
     let mut content: Vec<Id> = Vec::with_capacity((node.size >> 20) as usize + 1);
@@ -143,9 +156,40 @@ fn save_file(
             break;
         }
     }
+    // A file written to while it was read is saved as read, with a warning;
+    // its new mtime makes the next backup read it again.
+    let after = file.file().metadata().map_err(FileFailure::Source)?;
+    if after.len() != total || after.mtime() != node.mtime.0 || after.mtime_nsec() as u32 != node.mtime.1 {
+        let e = std::io::Error::other("file changed while it was read; the snapshot holds the bytes as read");
+        ctx.file_problem(path, &e).map_err(FileFailure::Run)?;
+    }
     // The node describes what was read, even if the file changed size.
     node.size = total;
     node.content = content;
     add(&ctx.stats.bytes_total, total);
     Ok(node)
+}
+
+/// A source file, read plainly or hole-aware.
+enum Source {
+    Plain(File),
+    Sparse(SparseReader),
+}
+
+impl Source {
+    fn file(&self) -> &File {
+        match self {
+            Source::Plain(f) => f,
+            Source::Sparse(s) => s.file(),
+        }
+    }
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Source::Plain(f) => f.read(buf),
+            Source::Sparse(s) => s.read(buf),
+        }
+    }
 }

@@ -52,6 +52,7 @@ mod scope;
 mod select;
 #[cfg(test)]
 mod select_tests;
+mod sparse;
 mod stats;
 mod tree_saver;
 mod uploader;

@@ -231,3 +231,33 @@ fn an_unchanged_file_is_not_opened_again_and_a_changed_one_is() {
     assert_eq!(std::fs::read(restored.join("d3/f1")).unwrap(), data);
     assert_eq!(std::fs::read(restored.join("d0/new")).unwrap(), b"new file");
 }
+
+#[test]
+fn a_file_that_changes_while_read_is_saved_as_read_with_a_warning() {
+    let _serial = SERIAL.lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("growing.log"), b"line one\n").unwrap();
+    std::fs::write(src.join("steady"), b"steady\n").unwrap();
+    let repo = init(Arc::new(LocalBackend::new(tmp.path().join("repo"))));
+    let hook: crate::fault::OpenHook = Box::new(|p: &Path| {
+        if p.ends_with("growing.log") {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+            f.write_all(b"line two\n").unwrap();
+        }
+    });
+    let r = Backup::new(&repo, [&src]).on_open(hook).run().unwrap();
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.warnings[0].path.ends_with("growing.log"));
+    assert!(r.warnings[0].message.contains("changed while it was read"));
+    // The next backup sees the new size and reads the file again.
+    let again = Backup::new(&repo, [&src]).run().unwrap();
+    assert!(again.warnings.is_empty());
+    assert_eq!(again.files_read, 1);
+    let out = tmp.path().join("out");
+    Restore::new(&repo, &again.snapshot, &out).run().unwrap();
+    let restored = out.join(src.strip_prefix("/").unwrap()).join("growing.log");
+    assert_eq!(std::fs::read(restored).unwrap(), b"line one\nline two\n");
+}
