@@ -57,7 +57,7 @@ mod stats;
 mod tree_saver;
 mod uploader;
 
-pub use arch_index::{BlobId, BlobType, Id};
+pub use arch_index::{BlobId, BlobType, Id, MasterIndexOptions};
 pub use arch_repository::{
     Backend, FileKind, InitOptions, KdfParams, LocalBackend, Node, NodeKind, RepoError, Repository, Snapshot,
     SnapshotSummary, Tree,
