@@ -38,8 +38,28 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct BackupArgs {
     /// Files and directories to back up.
-    #[arg(value_name = "PATH", required_unless_present = "files_from")]
+    #[arg(value_name = "PATH", required_unless_present_any = ["files_from", "stdin"])]
     pub paths: Vec<PathBuf>,
+    /// Back up standard input as one file (named by --stdin-filename).
+    #[arg(long, conflicts_with_all = ["paths", "files_from", "stdin_from_command"])]
+    pub stdin: bool,
+    /// File name for --stdin and --stdin-from-command.
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    pub stdin_filename: String,
+    /// Run the arguments as a command and back up its output as one file
+    /// (`arch backup --stdin-from-command -- pg_dump db`); a failing
+    /// command fails the backup and no snapshot is written.
+    #[arg(long, conflicts_with_all = ["stdin", "files_from"])]
+    pub stdin_from_command: bool,
+    /// Show what would be stored; store nothing and write no snapshot.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Write no snapshot if nothing changed since the parent snapshot.
+    #[arg(long)]
+    pub skip_if_unchanged: bool,
+    /// Snapshot time instead of now ("2026-01-31 23:59:00" local, or RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub time: Option<chrono::DateTime<chrono::FixedOffset>>,
     /// Read more paths to back up from FILE (one per line; '#' comments).
     #[arg(long, value_name = "FILE")]
     pub files_from: Vec<PathBuf>,
@@ -130,6 +150,22 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {s:?}: use a number with an optional K, M, G or T suffix"))
 }
 
+/// Parses RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" in local time.
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            use chrono::TimeZone;
+            if let Some(t) = chrono::Local.from_local_datetime(&naive).earliest() {
+                return Ok(t.fixed_offset());
+            }
+        }
+    }
+    Err(format!("invalid time {s:?}: use \"YYYY-MM-DD HH:MM:SS\" or RFC 3339"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -140,5 +176,12 @@ mod tests {
         assert_eq!(super::parse_size("2g"), Ok(2 << 30));
         assert!(super::parse_size("x").is_err());
         assert!(super::parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(super::parse_time("2020-01-02T03:04:05Z").unwrap().timestamp(), 1577934245);
+        assert!(super::parse_time("2020-01-02 03:04").is_ok());
+        assert!(super::parse_time("yesterday").is_err());
     }
 }

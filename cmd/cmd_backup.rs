@@ -1,5 +1,5 @@
-use anyhow::Result;
-use arch_archiver::{read_list_file, Backup, BackupOptions, CancellationToken};
+use anyhow::{Context, Result};
+use arch_archiver::{read_list_file, Backup, BackupOptions, CancellationToken, StreamSource};
 
 use crate::cli::{BackupArgs, Cli};
 use crate::progress::{human, TermProgress};
@@ -52,14 +52,33 @@ pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i3
         opts = opts.exclude_path(p);
     }
     let progress = TermProgress::start(cli.quiet || cli.json, "read");
-    let result =
-        Backup::new(&repo, &paths).options(opts).progress(progress.sink()).cancel_token(token.clone()).run();
+    if let Some(t) = args.time {
+        opts = opts.time(t);
+    }
+    opts = opts.dry_run(args.dry_run).skip_if_unchanged(args.skip_if_unchanged);
+    let backup = if args.stdin {
+        let stdin: Box<dyn std::io::Read + Send> = Box::new(std::io::stdin());
+        Backup::stream(&repo, StreamSource::new(&args.stdin_filename, stdin))
+    } else if args.stdin_from_command {
+        let (program, rest) = args.paths.split_first().context("--stdin-from-command needs a command")?;
+        let source = StreamSource::command(
+            &args.stdin_filename,
+            program.as_os_str(),
+            &rest.iter().map(|a| a.as_os_str()).collect::<Vec<_>>(),
+        )
+        .with_context(|| format!("cannot run {}", program.display()))?;
+        Backup::stream(&repo, source)
+    } else {
+        Backup::new(&repo, &paths)
+    };
+    let result = backup.options(opts).progress(progress.sink()).cancel_token(token.clone()).run();
     progress.finish();
     let result = result?;
     let s = result.snapshot.summary.clone().unwrap_or_default();
     if cli.json {
         let mut v = serde_json::to_value(&s)?;
-        v["snapshot_id"] = serde_json::Value::String(result.snapshot_id.to_hex());
+        v["snapshot_id"] = result.snapshot_id.map(|id| id.to_hex()).into();
+        v["dry_run"] = args.dry_run.into();
         v["warnings"] = result
             .warnings
             .iter()
@@ -83,7 +102,11 @@ pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i3
             human(s.bytes_added_stored),
             s.blobs_added
         );
-        println!("snapshot {} saved in {:.2}s", result.snapshot_id.short(), s.duration_secs);
+        match result.snapshot_id {
+            Some(id) => println!("snapshot {} saved in {:.2}s", id.short(), s.duration_secs),
+            None if args.dry_run => println!("dry run: nothing stored, no snapshot written"),
+            None => println!("nothing changed since the parent snapshot: no snapshot written"),
+        }
     }
     if !result.warnings.is_empty() {
         eprintln!(

@@ -33,19 +33,21 @@ use crate::packer::SharedPacker;
 use crate::parent::ChangeRules;
 use crate::policy::{ErrorPolicy, SkipErrors};
 use crate::progress::{NoProgress, Progress};
-use crate::scanner::{prepare_paths, scan, FileJob};
+use crate::scanner::{prepare_paths, scan, scan_stream, FileJob};
 use crate::scope::{guarded, Scope};
 use crate::select::Selector;
 use crate::stats::Stats;
+use crate::stream::StreamSource;
 use crate::{blob_saver, file_saver, tree_saver, uploader};
 
 /// The outcome of a successful backup.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct BackupResult {
-    /// The new snapshot's id.
-    pub snapshot_id: Id,
-    /// The new snapshot.
+    /// The new snapshot's id; `None` if no snapshot was written (a dry
+    /// run, or nothing changed and skipping unchanged backups was asked for).
+    pub snapshot_id: Option<Id>,
+    /// The snapshot (as written, or as it would have been).
     pub snapshot: Snapshot,
     /// Per-file problems that were skipped (the snapshot lacks those entries).
     pub warnings: Vec<Warning>,
@@ -63,6 +65,7 @@ pub struct BackupResult {
 pub struct Backup<'a> {
     repo: &'a Repository,
     paths: Vec<PathBuf>,
+    stream: Option<StreamSource>,
     opts: BackupOptions,
     progress: Arc<dyn Progress>,
     policy: Arc<dyn ErrorPolicy>,
@@ -79,6 +82,7 @@ impl<'a> Backup<'a> {
         Backup {
             repo,
             paths: paths.into_iter().map(Into::into).collect(),
+            stream: None,
             opts: BackupOptions::default(),
             progress: Arc::new(NoProgress),
             policy: Arc::new(SkipErrors),
@@ -88,6 +92,14 @@ impl<'a> Backup<'a> {
             #[cfg(test)]
             on_open: None,
         }
+    }
+
+    /// A backup of one stream (stdin, a command's output) saved as a file
+    /// at the snapshot root.
+    pub fn stream(repo: &'a Repository, source: StreamSource) -> Backup<'a> {
+        let mut b = Backup::new(repo, Vec::<PathBuf>::new());
+        b.stream = Some(source);
+        b
     }
 
     /// Runs `hook` after each source file is opened (tests of files that
@@ -133,7 +145,10 @@ impl<'a> Backup<'a> {
     pub fn run(self) -> Result<BackupResult, ArchiveError> {
         let start = Instant::now();
         let time = self.opts.time.unwrap_or_else(|| chrono::Local::now().fixed_offset());
-        let paths = prepare_paths(&self.paths)?;
+        let paths = match &self.stream {
+            Some(s) => vec![PathBuf::from("/").join(&s.name)],
+            None => prepare_paths(&self.paths)?,
+        };
         let selector = Selector::new(&self.opts)?;
         let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         let hostname = self.opts.host.clone().unwrap_or_else(hostname);
@@ -153,6 +168,7 @@ impl<'a> Backup<'a> {
             root_tree: Mutex::new(None),
             parent_tree: parent.as_ref().filter(|_| !self.opts.force).map(|(_, s)| s.tree),
             rules: ChangeRules { ignore_inode: self.opts.ignore_inode, ignore_ctime: self.opts.ignore_ctime },
+            dry_run: self.opts.dry_run,
             chunk_bufs: crate::pool::BufPool::new(32),
             pack_bufs: crate::pool::BufPool::new(8),
             #[cfg(test)]
@@ -160,11 +176,15 @@ impl<'a> Backup<'a> {
             #[cfg(test)]
             on_open: self.on_open,
         };
-        run_pools(&ctx, &paths, &self.opts, selector);
+        let input = match self.stream {
+            Some(s) => Input::Stream(s),
+            None => Input::Paths(&paths, selector),
+        };
+        run_pools(&ctx, input, &self.opts);
 
         // Index whatever was stored, even after an error or a cancel: the
         // packs exist, and indexing them lets the next run reuse them.
-        let flushed = self.repo.flush_index();
+        let flushed = if self.opts.dry_run { Ok(None) } else { self.repo.flush_index() };
         if let Some(e) = scope.take_error() {
             return Err(e);
         }
@@ -178,6 +198,7 @@ impl<'a> Backup<'a> {
         tags.dedup();
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let unchanged = parent.as_ref().is_some_and(|(_, p)| p.tree == tree);
         let snapshot = Snapshot {
             time,
             tree,
@@ -191,10 +212,17 @@ impl<'a> Backup<'a> {
             program_version: format!("arch {}", env!("CARGO_PKG_VERSION")),
             summary: Some(ctx.stats.summary(start.elapsed().as_secs_f64())),
         };
-        let snapshot_id = self.repo.save_snapshot(&snapshot)?;
+        let skip = self.opts.dry_run || (self.opts.skip_if_unchanged && unchanged);
+        let snapshot_id = if skip { None } else { Some(self.repo.save_snapshot(&snapshot)?) };
         let files_read = ctx.stats.files_opened.load(std::sync::atomic::Ordering::Relaxed);
         Ok(BackupResult { snapshot_id, snapshot, warnings: ctx.warnings.into_inner(), files_read })
     }
+}
+
+/// What the scanner walks.
+enum Input<'p> {
+    Paths(&'p [PathBuf], Selector),
+    Stream(StreamSource),
 }
 
 /// The newest snapshot of `host` with exactly these paths: the default
@@ -207,7 +235,7 @@ fn latest_with(
     Ok(repo.list_snapshots()?.into_iter().rev().find(|(_, s)| s.hostname == host && s.paths == paths))
 }
 
-fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions, mut selector: Selector) {
+fn run_pools(ctx: &Ctx<'_>, input: Input<'_>, opts: &BackupOptions) {
     let (file_workers, blob_workers, upload_workers) = opts.resolved();
     let (file_tx, file_rx) = bounded::<FileJob>(file_workers * 8);
     let (blob_tx, blob_rx) = bounded::<BlobJob>(blob_workers * 2);
@@ -242,7 +270,10 @@ fn run_pools(ctx: &Ctx<'_>, paths: &[PathBuf], opts: &BackupOptions, mut selecto
         // Each pool now holds its own channel ends; dropping ours lets
         // channels close as soon as the pools feeding them finish.
         drop((pack_rx, pack_tx, blob_rx, blob_tx, file_rx));
-        guarded(scope, "scanner", || scan(ctx, paths, opts, &mut selector, &file_tx, &tree_tx));
+        guarded(scope, "scanner", || match input {
+            Input::Paths(paths, mut selector) => scan(ctx, paths, opts, &mut selector, &file_tx, &tree_tx),
+            Input::Stream(source) => scan_stream(ctx, source, &file_tx, &tree_tx),
+        });
         drop((file_tx, tree_tx));
         for w in workers.into_iter().flatten() {
             // Workers catch their own panics (guarded), so join cannot fail.

@@ -35,6 +35,8 @@ pub(crate) struct Ctx<'a> {
     /// Root tree of the parent snapshot used for change detection.
     pub(crate) parent_tree: Option<arch_index::Id>,
     pub(crate) rules: crate::parent::ChangeRules,
+    /// Compute everything, store nothing.
+    pub(crate) dry_run: bool,
     /// Buffers of new chunks, FileSaver -> BlobSaver -> back.
     pub(crate) chunk_bufs: crate::pool::BufPool,
     /// Pack buffers, BlobSaver/TreeSaver -> uploader -> back.

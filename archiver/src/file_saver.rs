@@ -54,11 +54,22 @@ pub(crate) fn run(
     let mut cuts = Vec::new();
     while let Some(job) = ctx.scope.recv(files) {
         ctx.inject(Stage::FileSaver)?;
-        let node = match save_file(ctx, &job.path, job.node, &chunker, &mut buf, &mut cuts, blobs) {
+        let streamed = job.stream.is_some();
+        let source = match job.stream {
+            Some(s) => Ok(Source::Stream(s)),
+            None => open_file(ctx, &job.path),
+        };
+        let saved = source
+            .and_then(|src| save_file(ctx, &job.path, job.node, src, &chunker, &mut buf, &mut cuts, blobs));
+        let node = match saved {
             Ok(node) => {
                 add(if job.changed { &ctx.stats.files_changed } else { &ctx.stats.files_new }, 1);
                 ctx.progress.file_done(&job.path, node.size);
                 Some(node)
+            }
+            // A stream has nothing to skip to: its failure fails the run.
+            Err(FileFailure::Source(e)) if streamed => {
+                return Err(ArchiveError::io("read stream", &job.path, e));
             }
             Err(FileFailure::Source(e)) => {
                 ctx.file_problem(&job.path, &e)?;
@@ -82,15 +93,8 @@ fn open_source(path: &Path) -> std::io::Result<File> {
     }
 }
 
-fn save_file(
-    ctx: &Ctx<'_>,
-    path: &Path,
-    mut node: Node,
-    chunker: &Chunker,
-    buf: &mut Vec<u8>,
-    cuts: &mut Vec<usize>,
-    blobs: &Sender<BlobJob>,
-) -> Result<Node, FileFailure> {
+/// Opens a source file, hole-aware when it is sparse.
+fn open_file(ctx: &Ctx<'_>, path: &Path) -> Result<Source, FileFailure> {
     let file = open_source(path).map_err(FileFailure::Source)?;
     add(&ctx.stats.files_opened, 1);
     #[cfg(test)]
@@ -100,11 +104,24 @@ fn save_file(
     let opened = file.metadata().map_err(FileFailure::Source)?;
     // Fewer allocated blocks than the size says: the file has holes, which
     // are produced as zeros without reading them.
-    let mut file = if opened.blocks() * 512 < opened.len() {
+    Ok(if opened.blocks() * 512 < opened.len() {
         Source::Sparse(SparseReader::new(file, opened.len()))
     } else {
         Source::Plain(file)
-    };
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn save_file(
+    ctx: &Ctx<'_>,
+    path: &Path,
+    mut node: Node,
+    mut file: Source,
+    chunker: &Chunker,
+    buf: &mut Vec<u8>,
+    cuts: &mut Vec<usize>,
+    blobs: &Sender<BlobJob>,
+) -> Result<Node, FileFailure> {
     let index = ctx.repo.index();
     let block = buf.capacity();
     let mut content: Vec<Id> = Vec::with_capacity((node.size >> 20) as usize + 1);
@@ -158,10 +175,14 @@ fn save_file(
     }
     // A file written to while it was read is saved as read, with a warning;
     // its new mtime makes the next backup read it again.
-    let after = file.file().metadata().map_err(FileFailure::Source)?;
-    if after.len() != total || after.mtime() != node.mtime.0 || after.mtime_nsec() as u32 != node.mtime.1 {
-        let e = std::io::Error::other("file changed while it was read; the snapshot holds the bytes as read");
-        ctx.file_problem(path, &e).map_err(FileFailure::Run)?;
+    if let Some(f) = file.file() {
+        let after = f.metadata().map_err(FileFailure::Source)?;
+        if after.len() != total || after.mtime() != node.mtime.0 || after.mtime_nsec() as u32 != node.mtime.1
+        {
+            let e =
+                std::io::Error::other("file changed while it was read; the snapshot holds the bytes as read");
+            ctx.file_problem(path, &e).map_err(FileFailure::Run)?;
+        }
     }
     // The node describes what was read, even if the file changed size.
     node.size = total;
@@ -170,17 +191,19 @@ fn save_file(
     Ok(node)
 }
 
-/// A source file, read plainly or hole-aware.
+/// What a FileSaver reads: a file, plainly or hole-aware, or a stream.
 enum Source {
     Plain(File),
     Sparse(SparseReader),
+    Stream(Box<dyn Read + Send>),
 }
 
 impl Source {
-    fn file(&self) -> &File {
+    fn file(&self) -> Option<&File> {
         match self {
-            Source::Plain(f) => f,
-            Source::Sparse(s) => s.file(),
+            Source::Plain(f) => Some(f),
+            Source::Sparse(s) => Some(s.file()),
+            Source::Stream(_) => None,
         }
     }
 }
@@ -190,6 +213,7 @@ impl Read for Source {
         match self {
             Source::Plain(f) => f.read(buf),
             Source::Sparse(s) => s.read(buf),
+            Source::Stream(s) => s.read(buf),
         }
     }
 }

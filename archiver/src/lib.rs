@@ -54,13 +54,14 @@ mod select;
 mod select_tests;
 mod sparse;
 mod stats;
+mod stream;
 mod tree_saver;
 mod uploader;
 
 pub use arch_index::{BlobId, BlobType, Id, MasterIndexOptions};
 pub use arch_repository::{
-    Backend, FileKind, InitOptions, KdfParams, LocalBackend, Node, NodeKind, RepoError, Repository, Snapshot,
-    SnapshotSummary, Tree,
+    Backend, BackendError, FileInfo, FileKind, InitOptions, KdfParams, LocalBackend, Node, NodeKind,
+    RepoError, Repository, Snapshot, SnapshotSummary, Timestamp, Tree, Xattr,
 };
 pub use backup::{Backup, BackupResult};
 pub use context::Warning;
@@ -70,4 +71,5 @@ pub use policy::{AbortOnError, Decision, ErrorPolicy, SkipErrors};
 pub use progress::{NoProgress, Progress};
 pub use restore::{Restore, RestoreOptions, RestoreResult};
 pub use select::read_list_file;
+pub use stream::StreamSource;
 pub use tokio_util::sync::CancellationToken;

@@ -37,6 +37,10 @@ pub struct BackupOptions {
     pub one_file_system: bool,
     /// Honour `.gitignore` files (`.archignore` files are always honoured).
     pub git_ignore: bool,
+    /// Read and compress everything, store nothing, write no snapshot.
+    pub dry_run: bool,
+    /// Write no snapshot if nothing changed since the parent.
+    pub skip_if_unchanged: bool,
     /// Threads that read and chunk files.
     pub file_workers: usize,
     /// Threads that compress and seal new blobs.
@@ -124,6 +128,16 @@ impl BackupOptions {
     /// directory patterns; deeper files take precedence).
     pub fn git_ignore(mut self, yes: bool) -> Self {
         self.git_ignore = yes;
+        self
+    }
+    /// Reports what would be stored without storing anything.
+    pub fn dry_run(mut self, yes: bool) -> Self {
+        self.dry_run = yes;
+        self
+    }
+    /// Writes no snapshot when the tree equals the parent's.
+    pub fn skip_if_unchanged(mut self, yes: bool) -> Self {
+        self.skip_if_unchanged = yes;
         self
     }
     /// File reader threads. Default 2: enough to keep one read in flight

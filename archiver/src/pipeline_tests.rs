@@ -195,7 +195,7 @@ fn an_unchanged_file_is_not_opened_again_and_a_changed_one_is() {
     assert_eq!(second.files_read, 0, "no file may be opened when nothing changed");
     assert_eq!((s.files_new, s.files_changed, s.files_unmodified), (0, 0, 40));
     assert_eq!(s.blobs_added, 0);
-    assert_eq!(second.snapshot.parent, Some(first.snapshot_id));
+    assert_eq!(second.snapshot.parent, first.snapshot_id);
     assert_eq!(second.snapshot.tree, first.snapshot.tree, "same content, same metadata, same tree");
 
     // Same size, new content and mtime: detected and read.

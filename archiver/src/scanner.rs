@@ -27,6 +27,8 @@ pub(crate) struct FileJob {
     pub(crate) dir: Arc<DirState>,
     /// The parent snapshot has this file, with different metadata.
     pub(crate) changed: bool,
+    /// Content comes from this stream instead of the file at `path`.
+    pub(crate) stream: Option<Box<dyn std::io::Read + Send>>,
 }
 
 /// Makes each path absolute with its parent resolved (the last component
@@ -172,7 +174,7 @@ fn walk(
                 } else {
                     dir.add_pending();
                     let changed = old.is_some();
-                    let job = FileJob { path: entry.into_path(), node, dir, changed };
+                    let job = FileJob { path: entry.into_path(), node, dir, changed, stream: None };
                     ctx.scope.send(file_tx, job)?;
                 }
             }
@@ -211,4 +213,31 @@ fn add_leaf(
     ctx.progress.file_done(path, 0);
     dir.add_pending();
     ctx.finish_child(dir, Some(node), tree_tx)
+}
+
+/// "Scans" a stream source: one file at the snapshot root.
+pub(crate) fn scan_stream(
+    ctx: &Ctx<'_>,
+    source: crate::stream::StreamSource,
+    file_tx: &Sender<FileJob>,
+    tree_tx: &Sender<Arc<DirState>>,
+) -> Result<(), ArchiveError> {
+    let root = DirState::new(None, None);
+    let mut node = Node::new(source.name.clone().into_bytes(), NodeKind::File);
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = arch_repository::Timestamp(now.as_secs() as i64, now.subsec_nanos());
+    node.mode = 0o644;
+    node.uid = uid;
+    node.gid = gid;
+    node.mtime = now;
+    node.atime = now;
+    node.ctime = now;
+    node.links = 1;
+    root.add_pending();
+    let path = PathBuf::from("/").join(&source.name);
+    let job = FileJob { path, node, dir: Arc::clone(&root), changed: false, stream: Some(source.reader) };
+    ctx.scope.send(file_tx, job)?;
+    ctx.finish_child(&root, None, tree_tx)
 }

@@ -75,9 +75,7 @@ impl IndexFile {
         }
         let version = r.u8()?;
         if version != VERSION {
-            return Err(malformed(&format!(
-                "version {version} is not supported (this build reads version {VERSION}); upgrade arch"
-            )));
+            return Err(IndexError::UnsupportedVersion(version));
         }
         let n = r.count(32)?;
         let mut supersedes = Vec::with_capacity(n);

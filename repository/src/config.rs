@@ -53,13 +53,13 @@ pub struct InitOptions {
 }
 
 impl InitOptions {
-    /// zstd level 1..=19. Default 3: on text it compresses about as well as
+    /// zstd level 1..=22. Default 3: on text it compresses about as well as
     /// level 6 at twice the speed, and it is zstd's own default.
     pub fn compression_level(mut self, level: i32) -> Self {
         self.compression_level = level;
         self
     }
-    /// Target pack size in bytes (1 MiB ..= 1 GiB). Default 16 MiB: big
+    /// Target pack size in bytes (64 KiB ..= 1 GiB). Default 16 MiB: big
     /// enough for sequential writes and few files, small enough that a
     /// failed upload or a repack is cheap.
     pub fn pack_size(mut self, bytes: u32) -> Self {

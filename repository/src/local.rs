@@ -189,6 +189,11 @@ impl Backend for LocalBackend {
             });
         }
         let top = self.root.join(kind.dir());
+        // A folder that does not exist (a clone of a repository that never
+        // had such objects: git keeps no empty folders) holds nothing.
+        if !top.is_dir() {
+            return Ok(Vec::new());
+        }
         let dirs = if kind == FileKind::Pack {
             let mut v = Vec::new();
             for e in fs::read_dir(&top).map_err(|e| self.io(kind, "", "list", &top, e))? {
@@ -203,7 +208,12 @@ impl Backend for LocalBackend {
         };
         let mut out = Vec::new();
         for dir in dirs {
-            for e in fs::read_dir(&dir).map_err(|e| self.io(kind, "", "list", &dir, e))? {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.io(kind, "", "list", &dir, e)),
+            };
+            for e in entries {
                 let e = e.map_err(|e| self.io(kind, "", "list", &dir, e))?;
                 let name = e.file_name().to_string_lossy().into_owned();
                 if !valid_name(kind, &name) {
@@ -261,6 +271,8 @@ mod tests {
             Err(BackendError::AlreadyExists { .. })
         ));
         fs::write(dir.path().join("index").join(format!(".tmp-{}-1", "0".repeat(64))), b"x").unwrap();
+        fs::remove_dir(dir.path().join("locks")).unwrap();
+        assert!(b.list(FileKind::Lock).unwrap().is_empty(), "a missing folder lists as empty");
         assert!(b.list(FileKind::Index).unwrap().is_empty());
         assert!(b.create(FileKind::Index, "../escape", b"x").is_err());
     }

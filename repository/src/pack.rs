@@ -150,6 +150,9 @@ pub fn decode_pack_header(
         let compression = Compression::from_byte(e[33]).ok_or_else(|| bad("unknown compression"))?;
         let length = u32::from_le_bytes([e[34], e[35], e[36], e[37]]);
         let raw_length = u32::from_le_bytes([e[38], e[39], e[40], e[41]]);
+        if out.first().is_some_and(|f: &PackedBlob| f.blob_type != blob_type) {
+            return Err(bad("data and tree blobs mixed in one pack"));
+        }
         if offset + u64::from(length) > blobs_end {
             return Err(bad("blob extends past the blob area"));
         }

@@ -68,19 +68,34 @@ impl Repository {
         if !backend.exists()? {
             return Err(RepoError::NoRepository { location });
         }
+        // A key file this build cannot use (damaged, or from a newer
+        // version) must not lock out the keys it can: skip it, and report
+        // it only if no key opened.
         let mut key = None;
+        let (mut tried, mut unusable) = (0usize, None);
         for info in backend.list(FileKind::Key)? {
             let what = format!("key {}", &info.name[..8.min(info.name.len())]);
             let bytes = backend.read(FileKind::Key, &info.name)?;
-            check_name(&bytes, &info.name, &what)?;
-            let kf: KeyFile = serde_json::from_slice(&bytes)
-                .map_err(|e| RepoError::corrupt(what.clone(), e.to_string()))?;
-            if let Some(k) = kf.open(password, &what)? {
-                key = Some(k);
-                break;
+            let opened = check_name(&bytes, &info.name, &what)
+                .and_then(|()| {
+                    serde_json::from_slice::<KeyFile>(&bytes)
+                        .map_err(|e| RepoError::corrupt(what.clone(), e.to_string()))
+                })
+                .and_then(|kf| kf.open(password, &what));
+            match opened {
+                Ok(Some(k)) => {
+                    key = Some(k);
+                    break;
+                }
+                Ok(None) => tried += 1,
+                Err(e) => unusable = unusable.or(Some(e)),
             }
         }
-        let key = key.ok_or(RepoError::WrongPassword { location })?;
+        let key = match (key, unusable) {
+            (Some(k), _) => k,
+            (None, Some(e)) if tried == 0 => return Err(e),
+            (None, _) => return Err(RepoError::WrongPassword { location }),
+        };
         let sealed = backend.read(FileKind::Config, "config")?;
         let plain = open_object(&key, &sealed, "config")?;
         let config: Config =
@@ -102,8 +117,13 @@ impl Repository {
         for info in self.backend.list(FileKind::Index)? {
             let id = Id::from_hex(&info.name).expect("backend lists valid names");
             let plain = self.load_object(FileKind::Index, &id)?;
-            let file = IndexFile::decode(&plain)
-                .map_err(|e| RepoError::corrupt(format!("index {}", id.short()), e.to_string()))?;
+            let file = IndexFile::decode(&plain).map_err(|e| match e {
+                arch_index::IndexError::UnsupportedVersion(v) => RepoError::UnsupportedVersion {
+                    what: format!("index {}", id.short()),
+                    version: u32::from(v),
+                },
+                e => RepoError::corrupt(format!("index {}", id.short()), e.to_string()),
+            })?;
             self.index.load(&file);
         }
         Ok(())
