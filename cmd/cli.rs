@@ -51,6 +51,10 @@ pub struct BackupArgs {
     /// command fails the backup and no snapshot is written.
     #[arg(long, conflicts_with_all = ["stdin", "files_from"])]
     pub stdin_from_command: bool,
+    /// Record access times (off by default: they change whenever a file is
+    /// read or a directory listed, which would make every backup store new trees).
+    #[arg(long)]
+    pub with_atime: bool,
     /// Show what would be stored; store nothing and write no snapshot.
     #[arg(long, short = 'n')]
     pub dry_run: bool,

@@ -55,7 +55,7 @@ pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i3
     if let Some(t) = args.time {
         opts = opts.time(t);
     }
-    opts = opts.dry_run(args.dry_run).skip_if_unchanged(args.skip_if_unchanged);
+    opts = opts.dry_run(args.dry_run).skip_if_unchanged(args.skip_if_unchanged).with_atime(args.with_atime);
     let backup = if args.stdin {
         let stdin: Box<dyn std::io::Read + Send> = Box::new(std::io::stdin());
         Backup::stream(&repo, StreamSource::new(&args.stdin_filename, stdin))

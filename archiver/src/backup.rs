@@ -159,6 +159,7 @@ impl<'a> Backup<'a> {
         let scope = Scope::new(&self.cancel);
         let ctx = Ctx {
             repo: self.repo,
+            pending: self.repo.index().session(),
             scope: &scope,
             progress: &*self.progress,
             policy: &*self.policy,
@@ -169,6 +170,7 @@ impl<'a> Backup<'a> {
             parent_tree: parent.as_ref().filter(|_| !self.opts.force).map(|(_, s)| s.tree),
             rules: ChangeRules { ignore_inode: self.opts.ignore_inode, ignore_ctime: self.opts.ignore_ctime },
             dry_run: self.opts.dry_run,
+            with_atime: self.opts.with_atime,
             chunk_bufs: crate::pool::BufPool::new(32),
             pack_bufs: crate::pool::BufPool::new(8),
             #[cfg(test)]

@@ -25,6 +25,9 @@ pub struct Warning {
 /// What every pool of one backup shares.
 pub(crate) struct Ctx<'a> {
     pub(crate) repo: &'a Repository,
+    /// This backup's pending blobs (dropped with the run, so a cancelled or
+    /// dry run leaves nothing pending for the next backup to trust).
+    pub(crate) pending: arch_index::PendingSession<'a>,
     pub(crate) scope: &'a Scope,
     pub(crate) progress: &'a dyn Progress,
     pub(crate) policy: &'a dyn ErrorPolicy,
@@ -37,6 +40,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) rules: crate::parent::ChangeRules,
     /// Compute everything, store nothing.
     pub(crate) dry_run: bool,
+    /// Keep access times in nodes.
+    pub(crate) with_atime: bool,
     /// Buffers of new chunks, FileSaver -> BlobSaver -> back.
     pub(crate) chunk_bufs: crate::pool::BufPool,
     /// Pack buffers, BlobSaver/TreeSaver -> uploader -> back.

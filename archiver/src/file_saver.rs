@@ -122,7 +122,6 @@ fn save_file(
     cuts: &mut Vec<usize>,
     blobs: &Sender<BlobJob>,
 ) -> Result<Node, FileFailure> {
-    let index = ctx.repo.index();
     let block = buf.capacity();
     let mut content: Vec<Id> = Vec::with_capacity((node.size >> 20) as usize + 1);
     let mut total = 0u64;
@@ -159,7 +158,7 @@ fn save_file(
             content.push(id);
             // Only new chunks are copied out of the read buffer; the buffer
             // itself is reused for the whole run.
-            if index.add_pending(BlobType::Data, id) {
+            if ctx.pending.add_pending(BlobType::Data, id) {
                 let mut data = ctx.chunk_bufs.get(len);
                 data.extend_from_slice(chunk);
                 ctx.scope.send(blobs, BlobJob { id, data }).map_err(FileFailure::Run)?;

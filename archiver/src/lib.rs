@@ -55,6 +55,8 @@ mod select_tests;
 mod sparse;
 mod stats;
 mod stream;
+#[cfg(test)]
+mod test_support;
 mod tree_saver;
 mod uploader;
 

@@ -37,6 +37,8 @@ pub struct BackupOptions {
     pub one_file_system: bool,
     /// Honour `.gitignore` files (`.archignore` files are always honoured).
     pub git_ignore: bool,
+    /// Record access times (off by default: see [`BackupOptions::with_atime`]).
+    pub with_atime: bool,
     /// Read and compress everything, store nothing, write no snapshot.
     pub dry_run: bool,
     /// Write no snapshot if nothing changed since the parent.
@@ -128,6 +130,15 @@ impl BackupOptions {
     /// directory patterns; deeper files take precedence).
     pub fn git_ignore(mut self, yes: bool) -> Self {
         self.git_ignore = yes;
+        self
+    }
+    /// Records access times. Off by default, as in borg: listing a
+    /// directory or reading a file updates its atime (with relatime, at
+    /// least once a day), so recording it would make every nightly backup
+    /// store every directory's tree again. Restore sets atime to mtime when
+    /// none was recorded.
+    pub fn with_atime(mut self, yes: bool) -> Self {
+        self.with_atime = yes;
         self
     }
     /// Reports what would be stored without storing anything.

@@ -9,13 +9,11 @@ use std::time::{Duration, Instant};
 use arch_repository::{
     Backend, BackendError, FileInfo, FileKind, InitOptions, KdfParams, LocalBackend, Repository,
 };
-use parking_lot::Mutex;
 
 use crate::fault::Stage;
 use crate::{ArchiveError, Backup, Restore};
 
-/// Tests here count this process's `arch-*` threads, so they run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+use crate::test_support::SERIAL;
 
 fn init(backend: Arc<dyn Backend>) -> Repository {
     let opts = InitOptions::default()
@@ -260,4 +258,70 @@ fn a_file_that_changes_while_read_is_saved_as_read_with_a_warning() {
     Restore::new(&repo, &again.snapshot, &out).run().unwrap();
     let restored = out.join(src.strip_prefix("/").unwrap()).join("growing.log");
     assert_eq!(std::fs::read(restored).unwrap(), b"line one\nline two\n");
+}
+
+#[test]
+fn streams_dry_runs_and_unchanged_skips() {
+    let _serial = SERIAL.lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = init(Arc::new(LocalBackend::new(tmp.path().join("repo"))));
+
+    // A stream is saved as one file at the snapshot root.
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let reader: Box<dyn std::io::Read + Send> = Box::new(std::io::Cursor::new(data.clone()));
+    let r = Backup::stream(&repo, crate::StreamSource::new("dump.sql", reader)).run().unwrap();
+    assert_eq!(r.snapshot.paths, vec!["/dump.sql".to_string()]);
+    let out = tmp.path().join("out");
+    Restore::new(&repo, &r.snapshot, &out).run().unwrap();
+    assert_eq!(std::fs::read(out.join("dump.sql")).unwrap(), data);
+
+    // A command that fails fails the backup: no snapshot.
+    let before = repo.list_snapshots().unwrap().len();
+    let failing = crate::StreamSource::command("x", "sh", &["-c", "echo partial; exit 7"]).unwrap();
+    let err = Backup::stream(&repo, failing).run().unwrap_err();
+    assert!(err.to_string().contains("exit status: 7"), "{err}");
+    assert_eq!(repo.list_snapshots().unwrap().len(), before);
+    let ok = crate::StreamSource::command("y", "sh", &["-c", "echo fine"]).unwrap();
+    assert!(Backup::stream(&repo, ok).run().unwrap().snapshot_id.is_some());
+
+    // A dry run computes what would be added and stores nothing.
+    let src = make_source(tmp.path());
+    let files_before = std::fs::read_dir(tmp.path().join("repo/index")).unwrap().count();
+    let dry =
+        Backup::new(&repo, [&src]).options(crate::BackupOptions::default().dry_run(true)).run().unwrap();
+    assert!(dry.snapshot_id.is_none());
+    assert!(dry.snapshot.summary.unwrap().bytes_added_raw >= 20 << 20);
+    assert_eq!(repo.list_snapshots().unwrap().len(), before + 1);
+    assert_eq!(std::fs::read_dir(tmp.path().join("repo/index")).unwrap().count(), files_before);
+
+    // Skip-if-unchanged writes a snapshot only when something changed.
+    let skip = crate::BackupOptions::default().skip_if_unchanged(true);
+    assert!(Backup::new(&repo, [&src]).options(skip.clone()).run().unwrap().snapshot_id.is_some());
+    let again = Backup::new(&repo, [&src]).options(skip.clone()).run().unwrap();
+    assert!(again.snapshot_id.is_none(), "{:?}", again.snapshot.summary);
+    std::fs::write(src.join("d1/extra"), b"x").unwrap();
+    assert!(Backup::new(&repo, [&src]).options(skip).run().unwrap().snapshot_id.is_some());
+}
+
+#[test]
+fn a_dry_run_or_cancelled_backup_leaves_nothing_half_stored_for_the_next() {
+    let _serial = SERIAL.lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path());
+    let repo = init(Arc::new(LocalBackend::new(tmp.path().join("repo"))));
+    let dry = crate::BackupOptions::default().dry_run(true);
+    let would = Backup::new(&repo, [&src]).options(dry).run().unwrap().snapshot.summary.unwrap();
+    // The same Repository value, the same content: everything must really
+    // be stored now, and the snapshot must restore.
+    let r = Backup::new(&repo, [&src]).run().unwrap();
+    assert_eq!(r.snapshot.summary.clone().unwrap().blobs_added, would.blobs_added);
+    let out = tmp.path().join("out");
+    Restore::new(&repo, &r.snapshot, &out).run().unwrap();
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    for d in 0..8 {
+        for f in 0..5 {
+            let rel = format!("d{d}/f{f}");
+            assert!(std::fs::read(restored.join(&rel)).unwrap() == std::fs::read(src.join(&rel)).unwrap());
+        }
+    }
 }

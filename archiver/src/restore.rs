@@ -466,7 +466,9 @@ fn apply_metadata(
             return Err(ArchiveError::io("set mode", path, std::io::Error::last_os_error()));
         }
     }
-    let times = [timespec(node.atime), timespec(node.mtime)];
+    // No recorded atime (the default): use the mtime, as a fresh copy would.
+    let atime = if node.atime == Timestamp::default() { node.mtime } else { node.atime };
+    let times = [timespec(atime), timespec(node.mtime)];
     // SAFETY: c is a valid path and times has two entries.
     let rc =
         unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };

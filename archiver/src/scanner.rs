@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use arch_repository::{Node, NodeKind};
+use arch_repository::{Node, NodeKind, Timestamp};
 use crossbeam_channel::Sender;
 use walkdir::WalkDir;
 
@@ -91,6 +91,9 @@ pub(crate) fn scan(
             let md = std::fs::metadata(&cur).map_err(|e| ArchiveError::io("stat", &cur, e))?;
             let mut node = node_from_metadata(name, &md, &ctx.names);
             node.xattrs = read_xattrs(&cur);
+            if !ctx.with_atime {
+                node.atime = Timestamp::default();
+            }
             let pd = dir.1.child(ctx.repo, name.as_bytes());
             let d = DirState::new(Some(node), Some(dir.0));
             intermediates.insert(cur.clone(), (Arc::clone(&d), pd.clone()));
@@ -157,6 +160,9 @@ fn walk(
         }
         let mut node = node_from_metadata(entry.file_name(), &md, &ctx.names);
         node.xattrs = read_xattrs(entry.path());
+        if !ctx.with_atime {
+            node.atime = Timestamp::default();
+        }
         match node.kind {
             NodeKind::Dir => {
                 let old = old_dir.child(ctx.repo, &node.name);
@@ -227,12 +233,11 @@ pub(crate) fn scan_stream(
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let now = arch_repository::Timestamp(now.as_secs() as i64, now.subsec_nanos());
+    let now = Timestamp(now.as_secs() as i64, now.subsec_nanos());
     node.mode = 0o644;
     node.uid = uid;
     node.gid = gid;
     node.mtime = now;
-    node.atime = now;
     node.ctime = now;
     node.links = 1;
     root.add_pending();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arch_repository::{InitOptions, KdfParams, LocalBackend, NodeKind, Repository};
 
+use crate::test_support::SERIAL;
 use crate::{read_list_file, Backup, BackupOptions};
 
 fn repo(dir: &Path) -> Repository {
@@ -51,6 +52,7 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 
 #[test]
 fn exclude_patterns_match_names_anywhere_and_anchored_paths() {
+    let _serial = SERIAL.lock();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     for f in
@@ -80,6 +82,7 @@ fn exclude_patterns_match_names_anywhere_and_anchored_paths() {
 
 #[test]
 fn marker_files_caches_and_size_limits() {
+    let _serial = SERIAL.lock();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     touch(&src, "skip/.nobackup", b"");
@@ -101,6 +104,7 @@ fn marker_files_caches_and_size_limits() {
 
 #[test]
 fn gitignore_rules_match_git() {
+    let _serial = SERIAL.lock();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     touch(&src, ".gitignore", b"*.log\n!keep.log\n/top.txt\nbuild/\ndocs/**/*.tmp\n");
@@ -146,6 +150,7 @@ fn gitignore_rules_match_git() {
 
 #[test]
 fn archignore_is_always_honoured_and_wins_over_gitignore() {
+    let _serial = SERIAL.lock();
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     touch(&src, ".archignore", b"secret*\n!a.log\n");

@@ -43,7 +43,7 @@ fn save_trees(
             let tree = Tree { nodes: dir.take_children() };
             let bytes = tree.encode();
             let id = Id::hash(&bytes);
-            if repo.index().add_pending(BlobType::Tree, id) {
+            if ctx.pending.add_pending(BlobType::Tree, id) {
                 let compression = encoder.seal_blob(repo.key(), &bytes, &mut sealed);
                 add(&ctx.stats.blobs_added, 1);
                 add(&ctx.stats.bytes_added_raw, bytes.len() as u64);

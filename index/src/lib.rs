@@ -7,10 +7,11 @@
 //! ```
 //! use arch_index::{BlobId, BlobType, MasterIndex};
 //! let index = MasterIndex::new(Default::default());
+//! let backup = index.session();
 //! let id = BlobId::hash(b"hello");
 //! // The first saver of a blob is told to store it; everyone else is not.
-//! assert!(index.add_pending(BlobType::Data, id));
-//! assert!(!index.add_pending(BlobType::Data, id));
+//! assert!(backup.add_pending(BlobType::Data, id));
+//! assert!(!backup.add_pending(BlobType::Data, id));
 //! ```
 
 #![warn(missing_docs)]
@@ -25,4 +26,4 @@ pub use blob::{BlobLocation, BlobType, Compression, PackedBlob};
 pub use error::IndexError;
 pub use id::{BlobId, Id, PackId};
 pub use index_file::{IndexFile, PackEntry, MAX_INDEX_ENTRIES};
-pub use master::{IndexSink, MasterIndex, MasterIndexOptions, SinkError};
+pub use master::{IndexSink, MasterIndex, MasterIndexOptions, PendingSession, SinkError};

@@ -89,13 +89,21 @@ type IdMap<V> = HashMap<BlobId, V, BuildHasherDefault<IdHasher>>;
 type IdSet = HashSet<BlobId, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
+struct Pending {
+    data: IdSet,
+    tree: IdSet,
+}
+
+#[derive(Default)]
 struct Inner {
     packs: Vec<PackId>,
     pack_numbers: IdMap<u32>,
     data: IdMap<Loc>,
     tree: IdMap<Loc>,
-    pending_data: IdSet,
-    pending_tree: IdSet,
+    /// Blobs being stored, per session: a session trusts only its own
+    /// pending blobs, since another session may end without storing its own.
+    sessions: HashMap<u64, Pending>,
+    next_session: u64,
     open: IndexFile,
     open_blobs: usize,
     open_since: Option<Instant>,
@@ -108,10 +116,11 @@ impl Inner {
             BlobType::Tree => &self.tree,
         }
     }
-    fn pending(&mut self, t: BlobType) -> &mut IdSet {
+    fn pending(&mut self, session: u64, t: BlobType) -> &mut IdSet {
+        let p = self.sessions.entry(session).or_default();
         match t {
-            BlobType::Data => &mut self.pending_data,
-            BlobType::Tree => &mut self.pending_tree,
+            BlobType::Data => &mut p.data,
+            BlobType::Tree => &mut p.tree,
         }
     }
     fn pack_number(&mut self, pack: PackId) -> u32 {
@@ -145,9 +154,13 @@ impl Inner {
 /// running backup has stored or is about to store.
 ///
 /// Guarantees:
-/// - [`MasterIndex::add_pending`] is one atomic check-and-add: among any
-///   number of threads racing on the same blob, exactly one is told to store
-///   it, and none is told to store a blob that is already indexed.
+/// - [`PendingSession::add_pending`] is one atomic check-and-add: among any
+///   number of threads of one session racing on the same blob, exactly one
+///   is told to store it, and none is told to store a blob that is already
+///   indexed. Sessions (one per backup) do not trust each other's pending
+///   blobs: a backup that is cancelled never stores some of them, and a
+///   snapshot must never refer to those. Two concurrent sessions may both
+///   store a blob; the duplicate is harmless.
 /// - [`MasterIndex::store_pack`] makes a pack's blobs visible to lookups and
 ///   writes the open index file through the sink as soon as it is full, so a
 ///   long backup persists its index as it goes, not only at the end.
@@ -195,18 +208,13 @@ impl MasterIndex {
         self.inner.read().map(t).contains_key(id)
     }
 
-    /// Returns true if the caller is the first to ask for this blob and must
-    /// store it; false if it is indexed or another caller is storing it.
-    pub fn add_pending(&self, t: BlobType, id: BlobId) -> bool {
-        // Cheap shared check first: on a re-backup nearly every blob is known.
-        if self.inner.read().map(t).contains_key(&id) {
-            return false;
-        }
+    /// Starts a session (one backup) with its own set of pending blobs,
+    /// which is dropped when the session ends.
+    pub fn session(&self) -> PendingSession<'_> {
         let mut inner = self.inner.write();
-        if inner.map(t).contains_key(&id) {
-            return false;
-        }
-        inner.pending(t).insert(id)
+        let id = inner.next_session;
+        inner.next_session += 1;
+        PendingSession { index: self, id }
     }
 
     /// Number of indexed blobs of type `t`.
@@ -253,8 +261,13 @@ impl MasterIndex {
         let full = {
             let mut inner = self.inner.write();
             inner.insert(pack, blobs);
-            for b in blobs {
-                inner.pending(b.blob_type).remove(&b.id);
+            for p in inner.sessions.values_mut() {
+                for b in blobs {
+                    match b.blob_type {
+                        BlobType::Data => p.data.remove(&b.id),
+                        BlobType::Tree => p.tree.remove(&b.id),
+                    };
+                }
             }
             inner.open.packs.push(PackEntry { pack, blobs: blobs.to_vec() });
             inner.open_blobs += blobs.len();
@@ -302,6 +315,42 @@ impl MasterIndex {
     }
 }
 
+/// The pending blobs of one backup; see [`MasterIndex`]'s guarantees.
+/// Dropping it forgets the blobs that were never stored.
+pub struct PendingSession<'a> {
+    index: &'a MasterIndex,
+    id: u64,
+}
+
+impl PendingSession<'_> {
+    /// Returns true if the caller is the first in this session to ask for
+    /// this blob and must store it; false if it is indexed or another
+    /// caller of this session is storing it.
+    pub fn add_pending(&self, t: BlobType, id: BlobId) -> bool {
+        // Cheap shared check first: on a re-backup nearly every blob is known.
+        if self.index.inner.read().map(t).contains_key(&id) {
+            return false;
+        }
+        let mut inner = self.index.inner.write();
+        if inner.map(t).contains_key(&id) {
+            return false;
+        }
+        inner.pending(self.id, t).insert(id)
+    }
+
+    /// Blobs this session has been told to store that are not yet in a
+    /// stored pack.
+    pub fn pending_count(&self) -> usize {
+        self.index.inner.read().sessions.get(&self.id).map_or(0, |p| p.data.len() + p.tree.len())
+    }
+}
+
+impl Drop for PendingSession<'_> {
+    fn drop(&mut self) {
+        self.index.inner.write().sessions.remove(&self.id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,14 +380,15 @@ mod tests {
     #[test]
     fn racing_savers_store_each_blob_exactly_once() {
         let index = Arc::new(MasterIndex::new(Default::default()));
+        let session = index.session();
         let winners = Arc::new(AtomicUsize::new(0));
         let ids: Vec<BlobId> = (0..2000u32).map(|i| Id::hash(&i.to_le_bytes())).collect();
         std::thread::scope(|s| {
             for _ in 0..8 {
-                let (index, winners, ids) = (&index, &winners, &ids);
+                let (session, winners, ids) = (&session, &winners, &ids);
                 s.spawn(move || {
                     for id in ids {
-                        if index.add_pending(BlobType::Data, *id) {
+                        if session.add_pending(BlobType::Data, *id) {
                             winners.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -347,7 +397,28 @@ mod tests {
         });
         assert_eq!(winners.load(Ordering::Relaxed), ids.len());
         // Data and tree are separate name spaces.
-        assert!(index.add_pending(BlobType::Tree, ids[0]));
+        assert!(session.add_pending(BlobType::Tree, ids[0]));
+    }
+
+    #[test]
+    fn an_ended_session_leaves_nothing_pending_for_the_next() {
+        let index = MasterIndex::new(Default::default());
+        let sink = MemSink::default();
+        let (stored, abandoned) = (blob(1), blob(2));
+        {
+            let a = index.session();
+            assert!(a.add_pending(BlobType::Data, stored.id));
+            assert!(a.add_pending(BlobType::Data, abandoned.id));
+            // A concurrent session does not trust a's pending blobs.
+            let b = index.session();
+            assert!(b.add_pending(BlobType::Data, abandoned.id));
+            index.store_pack(Id::hash(b"p"), &[stored], &sink).unwrap();
+            assert_eq!(a.pending_count(), 1);
+            assert!(!b.add_pending(BlobType::Data, stored.id), "stored is indexed for everyone");
+        }
+        let c = index.session();
+        assert!(!c.add_pending(BlobType::Data, stored.id));
+        assert!(c.add_pending(BlobType::Data, abandoned.id), "never stored: must be stored again");
     }
 
     #[test]
@@ -355,13 +426,14 @@ mod tests {
         let index = MasterIndex::new(Default::default());
         let sink = MemSink::default();
         let b = blob(1);
-        assert!(index.add_pending(BlobType::Data, b.id));
+        let session = index.session();
+        assert!(session.add_pending(BlobType::Data, b.id));
         assert!(index.lookup(BlobType::Data, &b.id).is_none(), "pending is not indexed");
         let pack = Id::hash(b"pack");
         index.store_pack(pack, &[b], &sink).unwrap();
         let loc = index.lookup(BlobType::Data, &b.id).unwrap();
         assert_eq!((loc.pack, loc.blob), (pack, b));
-        assert!(!index.add_pending(BlobType::Data, b.id));
+        assert!(!session.add_pending(BlobType::Data, b.id));
         assert!(sink.0.lock().is_empty(), "not full yet");
         assert!(index.flush(&sink).unwrap().is_some());
         assert_eq!(sink.0.lock()[0].blob_count(), 1);
