@@ -16,9 +16,14 @@ pub struct Cli {
     /// Print results as JSON.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Print only errors.
+    /// Print only warnings and errors.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    /// How often to print a status line when not on a terminal (and with
+    /// --json): "30s", "5m", "1h" or seconds (default 60s; 1s for --json on
+    /// a terminal).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub progress_interval: Option<std::time::Duration>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -154,6 +159,21 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {s:?}: use a number with an optional K, M, G or T suffix"))
 }
 
+/// Parses "90", "90s", "5m", "1h".
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('s') => (&t[..t.len() - 1], 1),
+        Some('m') => (&t[..t.len() - 1], 60),
+        Some('h') => (&t[..t.len() - 1], 3600),
+        _ => (t, 1),
+    };
+    match num.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(std::time::Duration::from_secs(n * mult)),
+        _ => Err(format!("invalid duration {s:?}: use e.g. 30s, 5m or 1h")),
+    }
+}
+
 /// Parses RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" in local time.
 fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
@@ -180,6 +200,14 @@ mod tests {
         assert_eq!(super::parse_size("2g"), Ok(2 << 30));
         assert!(super::parse_size("x").is_err());
         assert!(super::parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(super::parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(super::parse_duration("5m").unwrap().as_secs(), 300);
+        assert!(super::parse_duration("0s").is_err());
+        assert!(super::parse_duration("soon").is_err());
     }
 
     #[test]

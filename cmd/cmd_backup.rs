@@ -2,7 +2,7 @@ use anyhow::{Context, Result};
 use arch_archiver::{read_list_file, Backup, BackupOptions, CancellationToken, StreamSource};
 
 use crate::cli::{BackupArgs, Cli};
-use crate::progress::{human, TermProgress};
+use crate::progress::{human, Mode, Reporter};
 
 pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i32> {
     let repo = crate::repo::open_or_create_default(cli)?;
@@ -51,7 +51,10 @@ pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i3
     if let Ok(p) = std::fs::canonicalize(crate::repo::location(cli)?.path) {
         opts = opts.exclude_path(p);
     }
-    let progress = TermProgress::start(cli.quiet || cli.json, "read");
+    let mode = Mode::choose(cli.quiet, cli.json, cli.progress_interval);
+    // The pre-scan only pays when someone watches the percentage.
+    opts = opts.prescan(mode != Mode::Quiet);
+    let progress = Reporter::start(mode, "read");
     if let Some(t) = args.time {
         opts = opts.time(t);
     }
@@ -77,6 +80,7 @@ pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i3
     let s = result.snapshot.summary.clone().unwrap_or_default();
     if cli.json {
         let mut v = serde_json::to_value(&s)?;
+        v["message_type"] = "summary".into();
         v["snapshot_id"] = result.snapshot_id.map(|id| id.to_hex()).into();
         v["dry_run"] = args.dry_run.into();
         v["warnings"] = result

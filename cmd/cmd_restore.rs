@@ -2,12 +2,12 @@ use anyhow::Result;
 use arch_archiver::{CancellationToken, Restore, RestoreOptions};
 
 use crate::cli::{Cli, Overwrite, RestoreArgs};
-use crate::progress::{human, TermProgress};
+use crate::progress::{human, Mode, Reporter};
 
 pub fn run(cli: &Cli, args: &RestoreArgs, token: &CancellationToken) -> Result<i32> {
     let repo = crate::repo::open(cli)?;
     let (id, snap) = repo.find_snapshot(&args.snapshot)?;
-    let progress = TermProgress::start(cli.quiet || cli.json, "written");
+    let progress = Reporter::start(Mode::choose(cli.quiet, cli.json, cli.progress_interval), "written");
     let result = Restore::new(&repo, &snap, &args.target)
         .options(RestoreOptions::default().overwrite(args.overwrite == Overwrite::Always))
         .progress(progress.sink())
@@ -22,6 +22,7 @@ pub fn run(cli: &Cli, args: &RestoreArgs, token: &CancellationToken) -> Result<i
         println!(
             "{}",
             serde_json::json!({
+                "message_type": "summary",
                 "snapshot_id": id.to_hex(), "files": r.files, "dirs": r.dirs, "others": r.others,
                 "bytes": r.bytes, "warnings": r.warnings.len(),
             })

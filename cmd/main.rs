@@ -29,16 +29,23 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             let code = exit::code_for(&e);
-            if code == exit::INTERRUPTED {
-                eprintln!("arch: interrupted");
+            let message = if code == exit::INTERRUPTED {
+                "interrupted".to_string()
             } else if let Some(arch_archiver::ArchiveError::TargetNotEmpty { path }) = e.downcast_ref() {
-                eprintln!(
-                    "arch: restore target {} is not empty; restore into an empty or new directory, or pass --overwrite always",
+                format!(
+                    "restore target {} is not empty; restore into an empty or new directory, or pass --overwrite always",
                     path.display()
-                );
+                )
             } else {
-                eprintln!("arch: {}", exit::one_line(&e));
+                exit::one_line(&e)
+            };
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"message_type": "error", "message": message, "exit_code": code})
+                );
             }
+            eprintln!("arch: {message}");
             code
         }
     };

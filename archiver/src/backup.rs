@@ -38,7 +38,7 @@ use crate::scope::{guarded, Scope};
 use crate::select::Selector;
 use crate::stats::Stats;
 use crate::stream::StreamSource;
-use crate::{blob_saver, file_saver, tree_saver, uploader};
+use crate::{blob_saver, file_saver, prescan, tree_saver, uploader};
 
 /// The outcome of a successful backup.
 #[derive(Clone, Debug)]
@@ -253,6 +253,13 @@ fn run_pools(ctx: &Ctx<'_>, input: Input<'_>, opts: &BackupOptions) {
             scope.watch();
             Ok(())
         });
+        let prescan = match (&input, opts.prescan) {
+            (Input::Paths(paths, _), true) => {
+                let paths: &[PathBuf] = paths;
+                spawn(s, scope, "arch-prescan", move || prescan::run(scope, paths, opts, ctx.progress))
+            }
+            _ => None,
+        };
         let mut workers = Vec::new();
         for _ in 0..upload_workers {
             let rx = pack_rx.clone();
@@ -281,9 +288,10 @@ fn run_pools(ctx: &Ctx<'_>, input: Input<'_>, opts: &BackupOptions) {
             // Workers catch their own panics (guarded), so join cannot fail.
             let _ = w.join();
         }
+        // Ends the watcher and a pre-scan that is still counting.
         scope.finish();
-        if let Some(w) = watcher {
-            let _ = w.join();
+        for h in [watcher, prescan].into_iter().flatten() {
+            let _ = h.join();
         }
     });
 }

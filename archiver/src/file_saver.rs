@@ -54,6 +54,7 @@ pub(crate) fn run(
     let mut cuts = Vec::new();
     while let Some(job) = ctx.scope.recv(files) {
         ctx.inject(Stage::FileSaver)?;
+        ctx.progress.file_started(&job.path);
         let streamed = job.stream.is_some();
         let source = match job.stream {
             Some(s) => Ok(Source::Stream(s)),

@@ -45,6 +45,7 @@ mod parent;
 mod pipeline_tests;
 mod policy;
 mod pool;
+mod prescan;
 mod progress;
 mod restore;
 mod scanner;

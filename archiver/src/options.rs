@@ -39,6 +39,8 @@ pub struct BackupOptions {
     pub git_ignore: bool,
     /// Record access times (off by default: see [`BackupOptions::with_atime`]).
     pub with_atime: bool,
+    /// Count files and bytes beside the backup for a percentage and ETA.
+    pub prescan: bool,
     /// Read and compress everything, store nothing, write no snapshot.
     pub dry_run: bool,
     /// Write no snapshot if nothing changed since the parent.
@@ -139,6 +141,14 @@ impl BackupOptions {
     /// none was recorded.
     pub fn with_atime(mut self, yes: bool) -> Self {
         self.with_atime = yes;
+        self
+    }
+    /// Runs a pre-scan beside the backup that reports totals through
+    /// [`Progress::scan_progress`](crate::Progress::scan_progress). Off by
+    /// default: it walks the tree a second time, which only pays when
+    /// someone watches the progress.
+    pub fn prescan(mut self, yes: bool) -> Self {
+        self.prescan = yes;
         self
     }
     /// Reports what would be stored without storing anything.

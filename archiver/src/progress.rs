@@ -4,6 +4,12 @@ use std::path::Path;
 /// default, so an implementation overrides only what it shows. Methods are
 /// called from worker threads and must return quickly.
 pub trait Progress: Send + Sync {
+    /// Totals counted so far by the pre-scan (see
+    /// [`BackupOptions::prescan`](crate::BackupOptions::prescan)): regular
+    /// files and their bytes; `done` once the count is complete.
+    fn scan_progress(&self, _files: u64, _bytes: u64, _done: bool) {}
+    /// Reading of a file started.
+    fn file_started(&self, _path: &Path) {}
     /// A file (or other node) was fully processed; `bytes` is its size.
     fn file_done(&self, _path: &Path, _bytes: u64) {}
     /// File content was read (backup) or written (restore).
