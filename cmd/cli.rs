@@ -24,6 +24,10 @@ pub struct Cli {
     /// a terminal).
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub progress_interval: Option<std::time::Duration>,
+    /// Keep retrying for this long when the repository is locked ("30s",
+    /// "10m"); default: fail at once with exit code 11.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_lock: Option<std::time::Duration>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -38,6 +42,8 @@ pub enum Command {
     Snapshots,
     /// Restore a snapshot into a directory.
     Restore(RestoreArgs),
+    /// Remove locks left by processes that are gone.
+    Unlock(UnlockArgs),
 }
 
 #[derive(Args, Debug)]
@@ -125,6 +131,13 @@ pub enum Overwrite {
     Never,
     /// Replace whatever the target holds at the snapshot's paths.
     Always,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Remove every lock, even those of running processes.
+    #[arg(long)]
+    pub remove_all: bool,
 }
 
 #[derive(Args, Debug)]

@@ -5,7 +5,8 @@ use crate::cli::{Cli, Overwrite, RestoreArgs};
 use crate::progress::{human, Mode, Reporter};
 
 pub fn run(cli: &Cli, args: &RestoreArgs, token: &CancellationToken) -> Result<i32> {
-    let repo = crate::repo::open(cli)?;
+    let repo = std::sync::Arc::new(crate::repo::open(cli)?);
+    let _lease = crate::repo::lease(cli, &repo, false)?;
     let (id, snap) = repo.find_snapshot(&args.snapshot)?;
     let progress = Reporter::start(Mode::choose(cli.quiet, cli.json, cli.progress_interval), "written");
     let result = Restore::new(&repo, &snap, &args.target)

@@ -6,6 +6,7 @@ pub const OK: i32 = 0;
 pub const FATAL: i32 = 1;
 pub const PARTIAL: i32 = 3;
 pub const NO_REPOSITORY: i32 = 10;
+pub const LOCKED: i32 = 11;
 pub const WRONG_PASSWORD: i32 = 12;
 pub const INTERRUPTED: i32 = 130;
 
@@ -13,6 +14,7 @@ fn repo_code(e: &RepoError) -> Option<i32> {
     match e {
         RepoError::NoRepository { .. } => Some(NO_REPOSITORY),
         RepoError::WrongPassword { .. } => Some(WRONG_PASSWORD),
+        RepoError::Locked { .. } => Some(LOCKED),
         _ => None,
     }
 }

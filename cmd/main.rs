@@ -7,6 +7,7 @@ mod cmd_backup;
 mod cmd_init;
 mod cmd_restore;
 mod cmd_snapshots;
+mod cmd_unlock;
 mod exit;
 mod password;
 mod progress;
@@ -24,6 +25,7 @@ fn main() {
         cli::Command::Backup(a) => cmd_backup::run(&cli, a, &token),
         cli::Command::Snapshots => cmd_snapshots::run(&cli),
         cli::Command::Restore(a) => cmd_restore::run(&cli, a, &token),
+        cli::Command::Unlock(a) => cmd_unlock::run(&cli, a),
     };
     let code = match result {
         Ok(code) => code,

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arch_archiver::{InitOptions, LocalBackend, Repository};
+use arch_archiver::{InitOptions, Lease, LocalBackend, Repository};
 
 use crate::cli::Cli;
 
@@ -20,6 +20,11 @@ pub fn location(cli: &Cli) -> Result<Location> {
         "no --repo or ARCH_REPOSITORY given, and no user data directory to hold a default repository",
     )?;
     Ok(Location { path: base.join("arch").join("repo"), is_default: true })
+}
+
+/// Takes a lease for the rest of the command (released when dropped).
+pub fn lease(cli: &Cli, repo: &Arc<Repository>, exclusive: bool) -> Result<Lease> {
+    Ok(Lease::acquire(repo, exclusive, cli.retry_lock.unwrap_or_default())?)
 }
 
 pub fn open(cli: &Cli) -> Result<Repository> {

@@ -63,8 +63,9 @@ mod uploader;
 
 pub use arch_index::{BlobId, BlobType, Id, MasterIndexOptions};
 pub use arch_repository::{
-    Backend, BackendError, FileInfo, FileKind, InitOptions, KdfParams, LocalBackend, Node, NodeKind,
-    RepoError, Repository, Snapshot, SnapshotSummary, Timestamp, Tree, Xattr,
+    list_locks, remove_locks, Backend, BackendError, FileInfo, FileKind, InitOptions, KdfParams, Lease,
+    LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotSummary, Timestamp,
+    Tree, Xattr,
 };
 pub use backup::{Backup, BackupResult};
 pub use context::Warning;

@@ -76,6 +76,14 @@ pub enum RepoError {
         /// The repository location.
         location: String,
     },
+    /// Another process holds a conflicting lease.
+    #[error("repository {location} is locked: {by}; wait for it to finish, retry with --retry-lock, or run 'arch unlock' if that process is gone")]
+    Locked {
+        /// The repository.
+        location: String,
+        /// Who holds the lease.
+        by: String,
+    },
     /// A backend call failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
