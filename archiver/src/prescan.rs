@@ -25,6 +25,8 @@ pub(crate) fn run(
         let excludes = &opts.exclude_paths;
         let walker = WalkDir::new(top)
             .follow_links(false)
+            // A symlink given as a path is saved as a symlink, not walked.
+            .follow_root_links(false)
             .same_file_system(opts.one_file_system)
             .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
             .into_iter()

@@ -195,12 +195,7 @@ impl<'a> Restore<'a> {
             let path = dir.join(OsStr::from_bytes(&node.name));
             match node.kind {
                 NodeKind::Dir => {
-                    match std::fs::create_dir(&path) {
-                        Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir()) => {
-                            return Err(ArchiveError::io("create directory", &path, e));
-                        }
-                        _ => {}
-                    }
+                    make_dir(&path)?;
                     plan.result.dirs += 1;
                     let sub = node.subtree.ok_or_else(|| {
                         ArchiveError::Repo(arch_repository::RepoError::Corrupt {
@@ -426,6 +421,23 @@ fn replace_with(path: &Path, create: impl Fn() -> std::io::Result<()>) -> Result
             create().map_err(|e| ArchiveError::io("create", path, e))
         }
         r => r.map_err(|e| ArchiveError::io("create", path, e)),
+    }
+}
+
+/// Creates a directory; one already there is reused only if it is a real
+/// directory. Anything else in the way (a file, or a symlink that could
+/// lead the restore out of its target) is replaced.
+fn make_dir(path: &Path) -> Result<(), ArchiveError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => {
+            std::fs::remove_file(path).map_err(|e| ArchiveError::io("replace", path, e))?;
+            std::fs::create_dir(path).map_err(|e| ArchiveError::io("create directory", path, e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(path).map_err(|e| ArchiveError::io("create directory", path, e))
+        }
+        Err(e) => Err(ArchiveError::io("stat", path, e)),
     }
 }
 
