@@ -39,7 +39,7 @@ pub enum Command {
     /// Back up files and directories into a new snapshot.
     Backup(Box<BackupArgs>),
     /// List snapshots.
-    Snapshots,
+    Snapshots(SnapshotsArgs),
     /// Restore a snapshot into a directory.
     Restore(RestoreArgs),
     /// Remove locks left by processes that are gone.
@@ -133,6 +133,42 @@ pub enum Overwrite {
     Always,
 }
 
+/// Which snapshots a command considers (flattened into commands that select).
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Only snapshots of this host (repeatable).
+    #[arg(long = "host", short = 'H', value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with these tags: "a,b" needs both; repeat for either.
+    #[arg(long = "tag", value_name = "TAGS")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this path (repeatable).
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> arch_archiver::SnapshotFilter {
+        let mut f = arch_archiver::SnapshotFilter::default();
+        for h in &self.hosts {
+            f = f.host(h.clone());
+        }
+        for t in &self.tags {
+            f = f.tag(t.clone());
+        }
+        for p in &self.paths {
+            f = f.path(p.clone());
+        }
+        f
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
 #[derive(Args, Debug)]
 pub struct UnlockArgs {
     /// Remove every lock, even those of running processes.
@@ -142,9 +178,11 @@ pub struct UnlockArgs {
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// Snapshot id prefix, or "latest".
+    /// Snapshot id prefix, or "latest" (the newest passing the filters).
     #[arg(value_name = "SNAPSHOT")]
     pub snapshot: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// Directory to restore into (created if missing).
     #[arg(long, short = 't', value_name = "DIR")]
     pub target: PathBuf,

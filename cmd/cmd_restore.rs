@@ -7,7 +7,7 @@ use crate::progress::{human, Mode, Reporter};
 pub fn run(cli: &Cli, args: &RestoreArgs, token: &CancellationToken) -> Result<i32> {
     let repo = std::sync::Arc::new(crate::repo::open(cli)?);
     let _lease = crate::repo::lease(cli, &repo, false)?;
-    let (id, snap) = repo.find_snapshot(&args.snapshot)?;
+    let (id, snap) = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let progress = Reporter::start(Mode::choose(cli.quiet, cli.json, cli.progress_interval), "written");
     let result = Restore::new(&repo, &snap, &args.target)
         .options(RestoreOptions::default().overwrite(args.overwrite == Overwrite::Always))

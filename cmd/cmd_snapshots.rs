@@ -1,10 +1,10 @@
 use anyhow::Result;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, SnapshotsArgs};
 
-pub fn run(cli: &Cli) -> Result<i32> {
+pub fn run(cli: &Cli, args: &SnapshotsArgs) -> Result<i32> {
     let repo = crate::repo::open(cli)?;
-    let snaps = repo.list_snapshots()?;
+    let snaps = repo.list_snapshots_filtered(&args.filter.filter())?;
     if cli.json {
         let list: Vec<_> = snaps
             .iter()

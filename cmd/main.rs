@@ -23,7 +23,7 @@ fn main() {
     let result = match &cli.command {
         cli::Command::Init => cmd_init::run(&cli),
         cli::Command::Backup(a) => cmd_backup::run(&cli, a, &token),
-        cli::Command::Snapshots => cmd_snapshots::run(&cli),
+        cli::Command::Snapshots(a) => cmd_snapshots::run(&cli, a),
         cli::Command::Restore(a) => cmd_restore::run(&cli, a, &token),
         cli::Command::Unlock(a) => cmd_unlock::run(&cli, a),
     };

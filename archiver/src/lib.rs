@@ -64,8 +64,8 @@ mod uploader;
 pub use arch_index::{BlobId, BlobType, Id, MasterIndexOptions};
 pub use arch_repository::{
     list_locks, remove_locks, Backend, BackendError, FileInfo, FileKind, InitOptions, KdfParams, Lease,
-    LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotSummary, Timestamp,
-    Tree, Xattr,
+    LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotFilter, SnapshotSummary,
+    Timestamp, Tree, Xattr,
 };
 pub use backup::{Backup, BackupResult};
 pub use context::Warning;

@@ -8,6 +8,7 @@ use crate::chunker::Chunker;
 use crate::config::{Config, InitOptions};
 use crate::crypto::Key;
 use crate::error::RepoError;
+use crate::filter::SnapshotFilter;
 use crate::key_file::{KdfParams, KeyFile};
 use crate::object::{open_object, seal_object};
 use crate::pack::FinishedPack;
@@ -220,10 +221,25 @@ impl Repository {
 
     /// Resolves "latest" or a unique id prefix (at least 4 hex characters).
     pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot), RepoError> {
+        self.find_snapshot_filtered(spec, &SnapshotFilter::default())
+    }
+
+    /// Resolves "latest" (the newest snapshot passing `filter`) or a unique
+    /// id prefix (at least 4 hex characters; the filter does not apply to
+    /// an explicit id). Errors name what was looked for and how to fix it.
+    pub fn find_snapshot_filtered(
+        &self,
+        spec: &str,
+        filter: &SnapshotFilter,
+    ) -> Result<(Id, Snapshot), RepoError> {
         if spec == "latest" {
-            return self.list_snapshots()?.pop().ok_or_else(|| {
-                RepoError::SnapshotSelection(format!("no snapshots in {}", self.backend.location()))
-            });
+            return self.list_snapshots()?.into_iter().rev().find(|(_, s)| filter.matches(s)).ok_or_else(
+                || {
+                    let what =
+                        if *filter == SnapshotFilter::default() { "" } else { " matching the filters" };
+                    RepoError::SnapshotSelection(format!("no snapshots{what} in {}", self.backend.location()))
+                },
+            );
         }
         let spec_l = spec.to_ascii_lowercase();
         if spec_l.len() < 4 || spec_l.len() > 64 || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -252,6 +268,11 @@ impl Repository {
                 many.len()
             ))),
         }
+    }
+
+    /// Every snapshot passing `filter`, oldest first.
+    pub fn list_snapshots_filtered(&self, filter: &SnapshotFilter) -> Result<Vec<(Id, Snapshot)>, RepoError> {
+        Ok(self.list_snapshots()?.into_iter().filter(|(_, s)| filter.matches(s)).collect())
     }
 
     /// Reads, verifies and returns one blob's plaintext.
