@@ -2,8 +2,10 @@
 
 mod backup_cli;
 mod browse;
+mod check;
 mod cli;
 mod common;
+mod forget;
 mod format;
 mod library;
-mod maintenance;
+mod prune;
