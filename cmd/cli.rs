@@ -42,6 +42,8 @@ pub enum Command {
     Snapshots(SnapshotsArgs),
     /// Restore a snapshot into a directory.
     Restore(RestoreArgs),
+    /// Remove data that no snapshot needs (marked first, deleted after a grace period).
+    Prune(crate::cmd_prune::PruneArgs),
     /// Remove locks left by processes that are gone.
     Unlock(UnlockArgs),
 }
@@ -192,7 +194,7 @@ pub struct RestoreArgs {
 }
 
 /// Parses "1024", "10K", "5M", "2G", "1T" (binary units, case-insensitive, optional "B"/"iB").
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
     let lower = lower.trim_end_matches("ib").trim_end_matches('b');
@@ -211,7 +213,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Parses "90", "90s", "5m", "1h".
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
     let (num, mult) = match t.chars().last() {
         Some('s') => (&t[..t.len() - 1], 1),

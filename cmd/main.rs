@@ -5,6 +5,7 @@
 mod cli;
 mod cmd_backup;
 mod cmd_init;
+mod cmd_prune;
 mod cmd_restore;
 mod cmd_snapshots;
 mod cmd_unlock;
@@ -26,6 +27,7 @@ fn main() {
         cli::Command::Snapshots(a) => cmd_snapshots::run(&cli, a),
         cli::Command::Restore(a) => cmd_restore::run(&cli, a, &token),
         cli::Command::Unlock(a) => cmd_unlock::run(&cli, a),
+        cli::Command::Prune(a) => cmd_prune::run(&cli, a),
     };
     let code = match result {
         Ok(code) => code,

@@ -67,6 +67,7 @@ pub use arch_repository::{
     LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotFilter, SnapshotSummary,
     Timestamp, Tree, Xattr,
 };
+pub use arch_repository::{prune, PruneOptions, PruneReport};
 pub use backup::{Backup, BackupResult};
 pub use context::Warning;
 pub use error::ArchiveError;

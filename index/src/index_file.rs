@@ -7,7 +7,11 @@ use crate::id::{Id, PackId};
 pub const MAX_INDEX_ENTRIES: usize = 8 << 20;
 
 const MAGIC: &[u8; 4] = b"AIDX";
+/// Version 1: supersedes and packs. Version 2 adds the marked-packs
+/// section; it is written only when there are marks, so every index file a
+/// backup writes stays version 1.
 const VERSION: u8 = 1;
+const VERSION_MARKED: u8 = 2;
 const BLOB_ENTRY_LEN: usize = 32 + 1 + 1 + 4 + 4 + 4;
 
 /// The blobs of one pack, as listed in an index file.
@@ -31,6 +35,11 @@ pub struct IndexFile {
     pub supersedes: Vec<Id>,
     /// Packs listed by this file.
     pub packs: Vec<PackEntry>,
+    /// Packs (listed in `packs`) that prune marked for deletion, with the
+    /// time of marking (Unix seconds). Their blobs stay readable but are
+    /// never deduplicated against; a later prune deletes them once the
+    /// grace period has passed, unless a snapshot needs them again.
+    pub marked: Vec<(PackId, u64)>,
 }
 
 impl IndexFile {
@@ -46,7 +55,7 @@ impl IndexFile {
             16 + 32 * self.supersedes.len() + self.packs.len() * 36 + self.blob_count() * BLOB_ENTRY_LEN,
         );
         out.extend_from_slice(MAGIC);
-        out.push(VERSION);
+        out.push(if self.marked.is_empty() { VERSION } else { VERSION_MARKED });
         out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
         for id in &self.supersedes {
             out.extend_from_slice(&id.0);
@@ -64,6 +73,13 @@ impl IndexFile {
                 out.extend_from_slice(&b.raw_length.to_le_bytes());
             }
         }
+        if !self.marked.is_empty() {
+            out.extend_from_slice(&(self.marked.len() as u32).to_le_bytes());
+            for (pack, at) in &self.marked {
+                out.extend_from_slice(&pack.0);
+                out.extend_from_slice(&at.to_le_bytes());
+            }
+        }
         out
     }
 
@@ -74,7 +90,7 @@ impl IndexFile {
             return Err(malformed("bad magic"));
         }
         let version = r.u8()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_MARKED {
             return Err(IndexError::UnsupportedVersion(version));
         }
         let n = r.count(32)?;
@@ -109,10 +125,19 @@ impl IndexFile {
             }
             packs.push(PackEntry { pack, blobs });
         }
+        let mut marked = Vec::new();
+        if version == VERSION_MARKED {
+            let n = r.count(40)?;
+            for _ in 0..n {
+                let pack = r.id()?;
+                let at = u64::from(r.u32()?) | (u64::from(r.u32()?) << 32);
+                marked.push((pack, at));
+            }
+        }
         if r.pos != bytes.len() {
             return Err(malformed("trailing bytes"));
         }
-        Ok(IndexFile { supersedes, packs })
+        Ok(IndexFile { supersedes, packs, marked })
     }
 }
 
@@ -169,6 +194,7 @@ mod tests {
             compression: Compression::Zstd,
         };
         IndexFile {
+            marked: vec![],
             supersedes: vec![Id::hash(b"old")],
             packs: vec![
                 PackEntry {
@@ -184,6 +210,19 @@ mod tests {
     fn round_trip() {
         let f = sample();
         assert_eq!(IndexFile::decode(&f.encode()).unwrap(), f);
+    }
+
+    #[test]
+    fn marked_packs_round_trip_as_version_2_and_plain_files_stay_version_1() {
+        let mut f = sample();
+        assert_eq!(f.encode()[4], 1);
+        f.marked = vec![(Id::hash(b"p2"), 1_900_000_000)];
+        let bytes = f.encode();
+        assert_eq!(bytes[4], 2);
+        assert_eq!(IndexFile::decode(&bytes).unwrap(), f);
+        for n in 0..bytes.len() {
+            assert!(IndexFile::decode(&bytes[..n]).is_err(), "prefix {n} accepted");
+        }
     }
 
     #[test]
@@ -216,7 +255,7 @@ mod tests {
                 offset: *off, length: *len, raw_length: len / 2,
                 compression: if *tree { Compression::Zstd } else { Compression::None },
             }).collect();
-            let f = IndexFile { supersedes: vec![], packs: vec![PackEntry { pack: Id::hash(b"x"), blobs }] };
+            let f = IndexFile { supersedes: vec![], packs: vec![PackEntry { pack: Id::hash(b"x"), blobs }], marked: vec![] };
             prop_assert_eq!(IndexFile::decode(&f.encode()).unwrap(), f);
         }
     }

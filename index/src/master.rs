@@ -100,6 +100,11 @@ struct Inner {
     pack_numbers: IdMap<u32>,
     data: IdMap<Loc>,
     tree: IdMap<Loc>,
+    /// Blobs only found in packs marked for deletion: readable (a snapshot
+    /// written during the grace period may still need them) but never used
+    /// for deduplication.
+    marked_data: IdMap<Loc>,
+    marked_tree: IdMap<Loc>,
     /// Blobs being stored, per session: a session trusts only its own
     /// pending blobs, since another session may end without storing its own.
     sessions: HashMap<u64, Pending>,
@@ -133,6 +138,10 @@ impl Inner {
         n
     }
     fn insert(&mut self, pack: PackId, blobs: &[PackedBlob]) {
+        self.insert_into(pack, blobs, false);
+    }
+
+    fn insert_into(&mut self, pack: PackId, blobs: &[PackedBlob], marked: bool) {
         let n = self.pack_number(pack);
         for b in blobs {
             let loc = Loc {
@@ -142,9 +151,11 @@ impl Inner {
                 raw_length: b.raw_length,
                 compression: b.compression,
             };
-            match b.blob_type {
-                BlobType::Data => self.data.insert(b.id, loc),
-                BlobType::Tree => self.tree.insert(b.id, loc),
+            match (b.blob_type, marked) {
+                (BlobType::Data, false) => self.data.insert(b.id, loc),
+                (BlobType::Tree, false) => self.tree.insert(b.id, loc),
+                (BlobType::Data, true) => self.marked_data.insert(b.id, loc),
+                (BlobType::Tree, true) => self.marked_tree.insert(b.id, loc),
             };
         }
     }
@@ -179,17 +190,24 @@ impl MasterIndex {
     }
 
     /// Adds the entries of an existing index file (read from the repository).
+    /// Blobs of packs the file marks for deletion are readable through
+    /// [`MasterIndex::lookup`] but do not count as stored for deduplication.
     pub fn load(&self, file: &IndexFile) {
         let mut inner = self.inner.write();
         for p in &file.packs {
-            inner.insert(p.pack, &p.blobs);
+            let marked = file.marked.iter().any(|(m, _)| *m == p.pack);
+            inner.insert_into(p.pack, &p.blobs, marked);
         }
     }
 
     /// Where blob `id` of type `t` is stored, if it is indexed.
     pub fn lookup(&self, t: BlobType, id: &BlobId) -> Option<BlobLocation> {
         let inner = self.inner.read();
-        let loc = *inner.map(t).get(id)?;
+        let marked = match t {
+            BlobType::Data => &inner.marked_data,
+            BlobType::Tree => &inner.marked_tree,
+        };
+        let loc = *inner.map(t).get(id).or_else(|| marked.get(id))?;
         Some(BlobLocation {
             pack: inner.packs[loc.pack as usize],
             blob: PackedBlob {
@@ -227,11 +245,18 @@ impl MasterIndex {
         self.inner.read().packs.len()
     }
 
-    /// Every indexed blob with its location, for check and prune.
+    /// Every indexed blob with its location (including blobs of packs
+    /// marked for deletion), for check and prune.
     pub fn all_blobs(&self) -> Vec<BlobLocation> {
         let inner = self.inner.read();
         let mut out = Vec::with_capacity(inner.data.len() + inner.tree.len());
-        for (t, map) in [(BlobType::Data, &inner.data), (BlobType::Tree, &inner.tree)] {
+        let maps = [
+            (BlobType::Data, &inner.data),
+            (BlobType::Tree, &inner.tree),
+            (BlobType::Data, &inner.marked_data),
+            (BlobType::Tree, &inner.marked_tree),
+        ];
+        for (t, map) in maps {
             for (id, loc) in map.iter() {
                 out.push(BlobLocation {
                     pack: inner.packs[loc.pack as usize],
@@ -463,6 +488,24 @@ mod tests {
             let b = blob(i);
             assert_eq!(reloaded.lookup(BlobType::Data, &b.id), index.lookup(BlobType::Data, &b.id));
         }
+    }
+
+    #[test]
+    fn blobs_of_marked_packs_are_readable_but_not_deduplicated() {
+        let index = MasterIndex::new(Default::default());
+        let (kept, doomed) = (blob(1), blob(2));
+        let (p1, p2) = (Id::hash(b"p1"), Id::hash(b"p2"));
+        index.load(&IndexFile {
+            supersedes: vec![],
+            packs: vec![PackEntry { pack: p1, blobs: vec![kept] }, PackEntry { pack: p2, blobs: vec![doomed] }],
+            marked: vec![(p2, 1)],
+        });
+        assert_eq!(index.lookup(BlobType::Data, &doomed.id).unwrap().pack, p2);
+        assert!(!index.contains(BlobType::Data, &doomed.id));
+        let session = index.session();
+        assert!(session.add_pending(BlobType::Data, doomed.id), "a marked blob is stored again");
+        assert!(!session.add_pending(BlobType::Data, kept.id));
+        assert_eq!(index.all_blobs().len(), 2);
     }
 
     #[test]

@@ -115,19 +115,35 @@ impl Repository {
     }
 
     fn load_index(&self) -> Result<(), RepoError> {
+        // Index files superseded by a newer one (written by prune) are
+        // skipped: a prune interrupted after writing its new index but
+        // before deleting the old ones must still read consistently.
+        let files = self.index_files()?;
+        let superseded: std::collections::HashSet<Id> =
+            files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
+        for (id, file) in &files {
+            if !superseded.contains(id) {
+                self.index.load(file);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every index file of the repository, decoded (superseded ones too).
+    pub fn index_files(&self) -> Result<Vec<(Id, IndexFile)>, RepoError> {
+        let mut out = Vec::new();
         for info in self.backend.list(FileKind::Index)? {
             let id = Id::from_hex(&info.name).expect("backend lists valid names");
             let plain = self.load_object(FileKind::Index, &id)?;
             let file = IndexFile::decode(&plain).map_err(|e| match e {
-                arch_index::IndexError::UnsupportedVersion(v) => RepoError::UnsupportedVersion {
-                    what: format!("index {}", id.short()),
-                    version: u32::from(v),
-                },
+                arch_index::IndexError::UnsupportedVersion(v) => {
+                    RepoError::UnsupportedVersion { what: format!("index {}", id.short()), version: u32::from(v) }
+                }
                 e => RepoError::corrupt(format!("index {}", id.short()), e.to_string()),
             })?;
-            self.index.load(&file);
+            out.push((id, file));
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The storage backend.
