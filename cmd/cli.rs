@@ -13,6 +13,11 @@ pub struct Cli {
     /// Read the password from this file (first line).
     #[arg(long, global = true, env = "ARCH_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Run this shell command and use its output (without trailing line
+    /// breaks) as the password; same as ARCH_PASSWORD_COMMAND, which
+    /// ARCH_PASSWORD and --password-file take precedence over.
+    #[arg(long, global = true, value_name = "COMMAND")]
+    pub password_command: Option<String>,
     /// Print results as JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -35,17 +40,39 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new repository.
-    Init,
+    Init(crate::cmd_init::InitArgs),
     /// Back up files and directories into a new snapshot.
     Backup(Box<BackupArgs>),
     /// List snapshots.
     Snapshots(SnapshotsArgs),
     /// Restore a snapshot into a directory.
     Restore(RestoreArgs),
+    /// List the files of a snapshot.
+    Ls(crate::cmd_ls::LsArgs),
+    /// Find files in snapshots by name, or by blob, tree or pack id.
+    Find(crate::cmd_find::FindArgs),
+    /// Show what changed between two snapshots.
+    Diff(crate::cmd_diff::DiffArgs),
+    /// Write a file, or a directory as a tar or zip archive, to standard output.
+    Dump(crate::cmd_dump::DumpArgs),
+    /// Print a repository object (config, index, snapshot, key, tree, blob, pack).
+    Cat(crate::cmd_cat::CatArgs),
+    /// Show snapshot sizes, repository size and the deduplication ratio.
+    Stats(crate::cmd_stats::StatsArgs),
     /// Remove data that no snapshot needs (marked first, deleted after a grace period).
     Prune(crate::cmd_prune::PruneArgs),
+    /// Copy snapshots from another repository (only the data the target lacks).
+    Copy(crate::cmd_copy::CopyArgs),
     /// Remove locks left by processes that are gone.
     Unlock(UnlockArgs),
+    /// Verify the repository: structure, and with --read-data every byte.
+    Check(crate::cmd_check::CheckArgs),
+    /// Remove snapshots by id or by a --keep-* retention policy.
+    Forget(crate::cmd_forget::ForgetArgs),
+    /// Add, remove or replace snapshot tags.
+    Tag(crate::cmd_tag::TagArgs),
+    /// Manage the repository's passwords (list, add, remove, passwd).
+    Key(crate::cmd_key::KeyArgs),
 }
 
 #[derive(Args, Debug)]

@@ -1,14 +1,38 @@
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use arch_archiver::{InitOptions, LocalBackend, Repository};
+use clap::Args;
 
 use crate::cli::Cli;
 
-pub fn run(cli: &Cli) -> Result<i32> {
+/// Create a new repository.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Use the chunker parameters of this repository (so that `arch copy`
+    /// from it deduplicates); needs its password (ARCH_FROM_PASSWORD...).
+    #[arg(long, value_name = "PATH", requires = "copy_chunker_params")]
+    pub from_repo: Option<PathBuf>,
+    /// Copy the chunker parameters of --from-repo.
+    #[arg(long, requires = "from_repo")]
+    pub copy_chunker_params: bool,
+    /// Password file of --from-repo.
+    #[arg(long, value_name = "FILE", env = "ARCH_FROM_PASSWORD_FILE")]
+    pub from_password_file: Option<PathBuf>,
+}
+
+pub fn run(cli: &Cli, args: &InitArgs) -> Result<i32> {
     let loc = crate::repo::location(cli)?;
+    let mut opts = InitOptions::default();
+    if let (Some(from), true) = (&args.from_repo, args.copy_chunker_params) {
+        let pw = crate::password::get_source(args.from_password_file.as_deref())?;
+        let src = Repository::open(Arc::new(LocalBackend::new(from)), &pw)
+            .with_context(|| format!("source repository {}", from.display()))?;
+        opts = opts.chunker(src.config().chunker.clone());
+    }
     let password = crate::password::get(cli.password_file.as_deref(), true)?;
-    let repo = Repository::init(Arc::new(LocalBackend::new(&loc.path)), &password, &InitOptions::default())?;
+    let repo = Repository::init(Arc::new(LocalBackend::new(&loc.path)), &password, &opts)?;
     if cli.json {
         println!("{}", serde_json::json!({ "repository": loc.path, "id": repo.config().id.to_hex() }));
     } else if !cli.quiet {

@@ -4,6 +4,17 @@
 
 mod cli;
 mod cmd_backup;
+mod cmd_cat;
+mod cmd_diff;
+mod cmd_dump;
+mod cmd_find;
+mod cmd_ls;
+mod cmd_stats;
+mod cmd_forget;
+mod cmd_key;
+mod cmd_tag;
+mod cmd_check;
+mod cmd_copy;
 mod cmd_init;
 mod cmd_prune;
 mod cmd_restore;
@@ -20,14 +31,30 @@ use clap::Parser;
 fn main() {
     limit_malloc_arenas();
     let cli = cli::Cli::parse();
+    // --password-command is ARCH_PASSWORD_COMMAND for this process (set
+    // before any thread starts); password::get reads it from there.
+    if let Some(c) = &cli.password_command {
+        std::env::set_var("ARCH_PASSWORD_COMMAND", c);
+    }
     let token = signals::install();
     let result = match &cli.command {
-        cli::Command::Init => cmd_init::run(&cli),
+        cli::Command::Init(a) => cmd_init::run(&cli, a),
         cli::Command::Backup(a) => cmd_backup::run(&cli, a, &token),
         cli::Command::Snapshots(a) => cmd_snapshots::run(&cli, a),
         cli::Command::Restore(a) => cmd_restore::run(&cli, a, &token),
+        cli::Command::Ls(a) => cmd_ls::run(&cli, a),
+        cli::Command::Find(a) => cmd_find::run(&cli, a),
+        cli::Command::Diff(a) => cmd_diff::run(&cli, a),
+        cli::Command::Dump(a) => cmd_dump::run(&cli, a),
+        cli::Command::Cat(a) => cmd_cat::run(&cli, a),
+        cli::Command::Stats(a) => cmd_stats::run(&cli, a),
         cli::Command::Unlock(a) => cmd_unlock::run(&cli, a),
+        cli::Command::Forget(a) => cmd_forget::run(&cli, a),
+        cli::Command::Tag(a) => cmd_tag::run(&cli, a),
+        cli::Command::Key(a) => cmd_key::run(&cli, a),
+        cli::Command::Check(a) => cmd_check::run(&cli, a, &token),
         cli::Command::Prune(a) => cmd_prune::run(&cli, a),
+        cli::Command::Copy(a) => cmd_copy::run(&cli, a, &token),
     };
     let code = match result {
         Ok(code) => code,

@@ -5,11 +5,23 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 /// The repository password, from (in order) ARCH_PASSWORD,
-/// --password-file / ARCH_PASSWORD_FILE, ARCH_PASSWORD_COMMAND, or a prompt
-/// when stdin is a terminal. `confirm` asks twice (for a new repository).
+/// --password-file / ARCH_PASSWORD_FILE, ARCH_PASSWORD_COMMAND (or
+/// --password-command), or a prompt when stdin is a terminal. `confirm` asks
+/// twice (for a new repository).
 pub fn get(file: Option<&Path>, confirm: bool) -> Result<Vec<u8>> {
-    if let Some(p) = std::env::var_os("ARCH_PASSWORD") {
-        return non_empty(p.into_encoded_bytes(), "ARCH_PASSWORD");
+    get_with("ARCH_PASSWORD", file, confirm, "repository")
+}
+
+/// The password of a second repository (`copy --from-repo`), from
+/// ARCH_FROM_PASSWORD, --from-password-file / ARCH_FROM_PASSWORD_FILE,
+/// ARCH_FROM_PASSWORD_COMMAND, or a prompt.
+pub fn get_source(file: Option<&Path>) -> Result<Vec<u8>> {
+    get_with("ARCH_FROM_PASSWORD", file, false, "source repository")
+}
+
+fn get_with(var: &str, file: Option<&Path>, confirm: bool, what: &str) -> Result<Vec<u8>> {
+    if let Some(p) = std::env::var_os(var) {
+        return non_empty(p.into_encoded_bytes(), var);
     }
     if let Some(f) = file {
         let text = std::fs::read(f).with_context(|| format!("cannot read password file {}", f.display()))?;
@@ -17,25 +29,28 @@ pub fn get(file: Option<&Path>, confirm: bool) -> Result<Vec<u8>> {
         let first = first.strip_suffix(b"\r").unwrap_or(first);
         return non_empty(first.to_vec(), &format!("password file {}", f.display()));
     }
-    if let Ok(cmd) = std::env::var("ARCH_PASSWORD_COMMAND") {
+    let command_var = format!("{var}_COMMAND");
+    if let Ok(cmd) = std::env::var(&command_var) {
         let out = Command::new("sh")
             .arg("-c")
             .arg(&cmd)
+            .stdin(std::process::Stdio::null())
             .output()
-            .with_context(|| "cannot run ARCH_PASSWORD_COMMAND".to_string())?;
+            .with_context(|| format!("cannot run {command_var}"))?;
         if !out.status.success() {
-            bail!("ARCH_PASSWORD_COMMAND failed with {}", out.status);
+            bail!("{command_var} failed with {}", out.status);
         }
         let mut p = out.stdout;
         while p.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
             p.pop();
         }
-        return non_empty(p, "ARCH_PASSWORD_COMMAND output");
+        return non_empty(p, &format!("{command_var} output"));
     }
     if !std::io::stdin().is_terminal() {
-        bail!("no password given: set ARCH_PASSWORD, ARCH_PASSWORD_FILE or ARCH_PASSWORD_COMMAND, or use --password-file");
+        bail!("no password given for the {what}: set {var}, {var}_FILE or {var}_COMMAND, or use a password file option");
     }
-    let p = rpassword::prompt_password("enter password for repository: ").context("cannot read password")?;
+    let p = rpassword::prompt_password(format!("enter password for the {what}: "))
+        .context("cannot read password")?;
     if confirm {
         let again = rpassword::prompt_password("enter password again: ").context("cannot read password")?;
         if again != p {

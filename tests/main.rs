@@ -5,6 +5,7 @@ mod browse;
 mod check;
 mod cli;
 mod common;
+mod copy;
 mod forget;
 mod format;
 mod library;

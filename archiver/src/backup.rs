@@ -213,6 +213,7 @@ impl<'a> Backup<'a> {
             parent: parent.map(|(id, _)| id),
             program_version: format!("arch {}", env!("CARGO_PKG_VERSION")),
             summary: Some(ctx.stats.summary(start.elapsed().as_secs_f64())),
+            original: None,
         };
         let skip = self.opts.dry_run || (self.opts.skip_if_unchanged && unchanged);
         let snapshot_id = if skip { None } else { Some(self.repo.save_snapshot(&snapshot)?) };

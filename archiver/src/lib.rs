@@ -32,7 +32,13 @@
 
 mod backup;
 mod blob_saver;
+mod browse;
+mod browse_diff;
+mod browse_dump;
+mod browse_find;
+mod browse_stats;
 mod context;
+mod copy;
 mod dir_state;
 mod error;
 mod fault;
@@ -67,9 +73,16 @@ pub use arch_repository::{
     LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotFilter, SnapshotSummary,
     Timestamp, Tree, Xattr,
 };
-pub use arch_repository::{prune, PruneOptions, PruneReport};
 pub use backup::{Backup, BackupResult};
+pub use browse::{
+    diff_trees, dump_archive, dump_file, escape_path, find_node, join_components, load_index_file,
+    metadata_differs, path_components, read_pack_header, resolve_blob_prefix, resolve_object_prefix,
+    resolve_snapshot_spec, root_node, split_snapshot_spec, stats, walk_tree, ArchiveFormat, Change,
+    Compression, ContentReader, DiffOptions, DiffStats, DiffVisitor, DumpStats, FindQuery, FindVisitor,
+    Finder, IdPrefix, IndexFile, PackEntry, PackedBlob, RepoStats, StatsMode, WalkControl, WalkVisitor,
+};
 pub use context::Warning;
+pub use copy::{copy_snapshots, CopyReport};
 pub use error::ArchiveError;
 pub use options::BackupOptions;
 pub use policy::{AbortOnError, Decision, ErrorPolicy, SkipErrors};
@@ -77,4 +90,7 @@ pub use progress::{NoProgress, Progress};
 pub use restore::{Restore, RestoreOptions, RestoreResult};
 pub use select::read_list_file;
 pub use stream::StreamSource;
+pub use arch_repository::{prune, PruneOptions, PruneReport};
+pub use arch_repository::{add_key, change_password, current_key_id, find_key, group_snapshots, list_keys, remove_key, remove_snapshot, retag_snapshot, ForgetPolicy, GroupBy, GroupKey, KeyFile, RetentionDuration, TagChange, Verdict, UNLIMITED};
+pub use arch_repository::{check, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem, ProblemKind, ReadData, Usage};
 pub use tokio_util::sync::CancellationToken;

@@ -50,6 +50,9 @@ pub struct InitOptions {
     pub chunk_sizes: Option<(u32, u32, u32)>,
     /// Key derivation cost.
     pub kdf: Option<KdfParams>,
+    /// Chunker parameters including the secret seed (to share another
+    /// repository's, so copied data deduplicates).
+    pub chunker: Option<ChunkerParams>,
 }
 
 impl InitOptions {
@@ -72,6 +75,12 @@ impl InitOptions {
         self.chunk_sizes = Some((min, avg, max));
         self
     }
+    /// Uses exactly these chunker parameters, seed included (taken from
+    /// another repository so data copied between them deduplicates).
+    pub fn chunker(mut self, params: ChunkerParams) -> Self {
+        self.chunker = Some(params);
+        self
+    }
     /// Argon2id cost for the first key. Default: [`KdfParams::default`].
     pub fn kdf(mut self, params: KdfParams) -> Self {
         self.kdf = Some(params);
@@ -89,12 +98,12 @@ impl InitOptions {
         let config = Config {
             version: FORMAT_VERSION,
             id: Id(id),
-            chunker: ChunkerParams {
+            chunker: self.chunker.clone().unwrap_or(ChunkerParams {
                 min_size: min,
                 avg_size: avg,
                 max_size: max,
                 seed: u64::from_le_bytes(seed),
-            },
+            }),
             compression_level: level,
             pack_size,
         };

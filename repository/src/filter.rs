@@ -72,6 +72,7 @@ mod tests {
             parent: None,
             program_version: String::new(),
             summary: None,
+            original: None,
         }
     }
 

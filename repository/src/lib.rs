@@ -11,6 +11,7 @@
 
 mod backend;
 mod blob_codec;
+mod check;
 mod chunker;
 mod config;
 mod crypto;
@@ -18,27 +19,37 @@ mod error;
 mod filter;
 mod hex;
 mod key_file;
+mod keys;
 mod local;
 mod lock;
 mod object;
 mod pack;
 mod prune;
 mod repo;
+mod retention;
 mod snapshot;
+mod snapshot_edit;
 mod tree;
 
 pub use backend::{Backend, FileInfo, FileKind};
 pub use blob_codec::{decode_blob, BlobEncoder};
+pub use check::{
+    check, CancelCheck, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem, ProblemKind,
+    ReadData, Usage,
+};
 pub use chunker::Chunker;
 pub use config::{ChunkerParams, Config, InitOptions, FORMAT_VERSION};
 pub use crypto::{AuthError, Key, SEAL_OVERHEAD};
 pub use error::{BackendError, RepoError};
 pub use filter::SnapshotFilter;
 pub use key_file::{KdfParams, KeyFile};
+pub use keys::{add_key, change_password, current_key_id, find_key, list_keys, remove_key};
 pub use local::LocalBackend;
 pub use lock::{list_locks, remove_locks, Lease, LockInfo, REFRESH_EVERY, STALE_AFTER};
-pub use pack::{decode_pack_header, parse_pack, FinishedPack, PackWriter};
 pub use prune::{prune, PruneOptions, PruneReport};
+pub use pack::{decode_pack_header, parse_pack, FinishedPack, PackWriter};
 pub use repo::{hostname, username, Repository};
+pub use retention::{group_snapshots, ForgetPolicy, GroupBy, GroupKey, RetentionDuration, Verdict, UNLIMITED};
 pub use snapshot::{Snapshot, SnapshotSummary};
+pub use snapshot_edit::{remove_snapshot, retag_snapshot, TagChange};
 pub use tree::{Node, NodeKind, Timestamp, Tree, Xattr};

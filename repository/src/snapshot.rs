@@ -58,4 +58,9 @@ pub struct Snapshot {
     /// Backup counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<SnapshotSummary>,
+    /// When this snapshot replaced another one whose metadata was changed
+    /// (`arch tag`), the id of the snapshot the backup first wrote; kept
+    /// across further rewrites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
 }
