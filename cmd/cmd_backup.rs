@@ -5,8 +5,7 @@ use crate::cli::{BackupArgs, Cli};
 use crate::progress::{human, Mode, Reporter};
 
 pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i32> {
-    let repo = std::sync::Arc::new(crate::repo::open_or_create_default(cli)?);
-    let _lease = crate::repo::lease(cli, &repo, false)?;
+    let (repo, _lease) = crate::repo::open_or_create_default(cli)?;
     let mut opts = BackupOptions::default();
     for t in &args.tags {
         opts = opts.tag(t.clone());

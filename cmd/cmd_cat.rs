@@ -87,6 +87,8 @@ fn run_inner(cli: &Cli, args: &CatArgs) -> Result<i32> {
             serde_json::json!({
                 "id": iid.to_hex(),
                 "supersedes": file.supersedes.iter().map(Id::to_hex).collect::<Vec<_>>(),
+                "marked": file.marked.iter().map(|(p, t)| serde_json::json!({"pack": p.to_hex(), "time": t}))
+                    .collect::<Vec<_>>(),
                 "packs": file.packs.iter().map(|p| serde_json::json!({
                     "id": p.pack.to_hex(),
                     "blobs": p.blobs.iter().map(blob_json).collect::<Vec<_>>(),
@@ -122,7 +124,7 @@ fn run_inner(cli: &Cli, args: &CatArgs) -> Result<i32> {
         }
         CatKind::Blob => {
             let (t, bid) = match resolve_blob_prefix(&repo, BlobType::Data, &id) {
-                Ok(b) if repo.index().contains(BlobType::Data, &b) => (BlobType::Data, b),
+                Ok(b) if repo.index().lookup(BlobType::Data, &b).is_some() => (BlobType::Data, b),
                 _ => (BlobType::Tree, resolve_blob_prefix(&repo, BlobType::Tree, &id)?),
             };
             let bytes = repo.read_blob(t, &bid)?;
@@ -156,7 +158,7 @@ fn tree_id(repo: &Repository, spec: &[u8]) -> Result<Id> {
     let looks_like_id = spec.len() >= 8 && spec.iter().all(u8::is_ascii_hexdigit);
     if looks_like_id {
         if let Ok(id) = resolve_blob_prefix(repo, BlobType::Tree, &text) {
-            if repo.index().contains(BlobType::Tree, &id) {
+            if repo.index().lookup(BlobType::Tree, &id).is_some() {
                 return Ok(id);
             }
         }

@@ -24,14 +24,14 @@ pub struct CopyArgs {
 }
 
 pub fn run(cli: &Cli, args: &CopyArgs, token: &CancellationToken) -> Result<i32> {
-    let dst = Arc::new(crate::repo::open(cli)?);
+    let (dst, _dst_lease) = crate::repo::open_locked(cli, false)?;
     let password = crate::password::get_source(args.from_password_file.as_deref())?;
     let src = Arc::new(
-        Repository::open(Arc::new(LocalBackend::new(&args.from_repo)), &password)
+        Repository::open_unindexed(Arc::new(LocalBackend::new(&args.from_repo)), &password)
             .with_context(|| format!("source repository {}", args.from_repo.display()))?,
     );
     let _src_lease = crate::repo::lease(cli, &src, false)?;
-    let _dst_lease = crate::repo::lease(cli, &dst, false)?;
+    src.load_index()?;
     let filter = args.filter.filter();
     let snaps = if args.snapshots.is_empty() {
         src.list_snapshots_filtered(&filter)?

@@ -49,11 +49,14 @@ fn run_inner(cli: &Cli, args: &DiffArgs) -> Result<i32> {
         let r = if cli.json {
             let mut v = serde_json::json!({
                 "message_type": "change",
-                "path": escape_path(path),
+                "path": crate::cmd_ls::json_text(path),
                 "modifier": change.marker().to_string(),
                 "change": change.name(),
                 "type": kind_name(node.kind),
             });
+            if std::str::from_utf8(path).is_err() {
+                v["path_hex"] = crate::cmd_ls::hex(path).into();
+            }
             if let Some(o) = old {
                 v["old_type"] = kind_name(o.kind).into();
                 v["old_size"] = o.size.into();

@@ -59,7 +59,17 @@ fn run_inner(cli: &Cli, args: &DumpArgs) -> Result<i32> {
     if args.target.is_none() && as_archive && stdout.is_terminal() {
         anyhow::bail!("refusing to write an archive to a terminal; redirect standard output or use --target");
     }
-    let mut sink: Box<dyn Write> = match &args.target {
+    // A --target file is written under a temporary name and renamed when
+    // complete, so a failed dump never leaves a truncated archive behind
+    // under the name asked for.
+    let tmp = args.target.as_ref().map(|t| {
+        let mut name = std::ffi::OsString::from(".");
+        name.push(t.file_name().unwrap_or_default());
+        name.push(format!(".arch-tmp-{}", std::process::id()));
+        t.with_file_name(name)
+    });
+    let _cleanup = tmp.as_ref().map(|p| RemoveOnDrop(p.clone()));
+    let mut sink: Box<dyn Write> = match &tmp {
         Some(t) => {
             Box::new(std::fs::File::create(t).map_err(|e| anyhow::anyhow!("create {}: {e}", t.display()))?)
         }
@@ -81,5 +91,18 @@ fn run_inner(cli: &Cli, args: &DumpArgs) -> Result<i32> {
     out.flush()?;
     drop(out);
     sink.flush()?;
+    drop(sink);
+    if let (Some(tmp), Some(target)) = (&tmp, &args.target) {
+        std::fs::rename(tmp, target).map_err(|e| anyhow::anyhow!("rename to {}: {e}", target.display()))?;
+    }
     Ok(crate::exit::OK)
+}
+
+/// Removes a temporary file unless it was renamed away.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

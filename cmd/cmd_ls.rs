@@ -191,8 +191,8 @@ pub(crate) fn long_line(path: &[u8], n: &Node) -> String {
 pub(crate) fn node_json(path: &[u8], n: &Node) -> serde_json::Value {
     let mut v = serde_json::json!({
         "struct_type": "node",
-        "path": escape_path(path),
-        "name": escape_path(&n.name),
+        "path": json_text(path),
+        "name": json_text(&n.name),
         "type": kind_name(n.kind),
         "mode": n.mode,
         "permissions": mode_string(n),
@@ -211,7 +211,7 @@ pub(crate) fn node_json(path: &[u8], n: &Node) -> serde_json::Value {
         v["path_hex"] = hex(path).into();
     }
     if let Some(t) = &n.target {
-        v["target"] = escape_path(t).into();
+        v["target"] = json_text(t).into();
         if std::str::from_utf8(t).is_err() {
             v["target_hex"] = hex(t).into();
         }
@@ -226,7 +226,7 @@ pub(crate) fn node_json(path: &[u8], n: &Node) -> serde_json::Value {
         v["xattrs"] = n
             .xattrs
             .iter()
-            .map(|x| serde_json::json!({"name": escape_path(&x.name), "value_hex": hex(&x.value)}))
+            .map(|x| serde_json::json!({"name": json_text(&x.name), "value_hex": hex(&x.value)}))
             .collect::<Vec<_>>()
             .into();
     }
@@ -237,6 +237,16 @@ pub(crate) fn node_json(path: &[u8], n: &Node) -> serde_json::Value {
         v["subtree"] = s.to_hex().into();
     }
     v
+}
+
+/// A name or path for JSON: as is when it is UTF-8 (JSON strings can hold
+/// any Unicode text), else escaped like [`escape_path`] (and the caller adds
+/// the raw bytes in hex).
+pub(crate) fn json_text(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_string(),
+        Err(_) => escape_path(b),
+    }
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {

@@ -1,4 +1,3 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -29,8 +28,7 @@ pub struct PruneArgs {
 }
 
 pub fn run(cli: &Cli, args: &PruneArgs) -> Result<i32> {
-    let repo = Arc::new(crate::repo::open(cli)?);
-    let _lease = crate::repo::lease(cli, &repo, true)?;
+    let (repo, _lease) = crate::repo::open_locked(cli, true)?;
     prune_locked(cli, &repo, args)
 }
 

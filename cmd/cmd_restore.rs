@@ -5,8 +5,7 @@ use crate::cli::{Cli, Overwrite, RestoreArgs};
 use crate::progress::{human, Mode, Reporter};
 
 pub fn run(cli: &Cli, args: &RestoreArgs, token: &CancellationToken) -> Result<i32> {
-    let repo = std::sync::Arc::new(crate::repo::open(cli)?);
-    let _lease = crate::repo::lease(cli, &repo, false)?;
+    let (repo, _lease) = crate::repo::open_locked(cli, false)?;
     let (id, snap) = repo.find_snapshot_filtered(&args.snapshot, &args.filter.filter())?;
     let progress = Reporter::start(Mode::choose(cli.quiet, cli.json, cli.progress_interval), "written");
     let result = Restore::new(&repo, &snap, &args.target)

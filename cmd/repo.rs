@@ -28,14 +28,32 @@ pub fn lease(cli: &Cli, repo: &Arc<Repository>, exclusive: bool) -> Result<Lease
 }
 
 pub fn open(cli: &Cli) -> Result<Repository> {
+    let repo = open_unindexed(cli)?;
+    repo.load_index()?;
+    Ok(repo)
+}
+
+fn open_unindexed(cli: &Cli) -> Result<Repository> {
     let loc = location(cli)?;
     let backend = Arc::new(LocalBackend::new(&loc.path));
     let password = crate::password::get(cli.password_file.as_deref(), false)?;
-    Ok(Repository::open(backend, &password)?)
+    Ok(Repository::open_unindexed(backend, &password)?)
 }
 
-/// Opens the repository, creating the default one on first use.
-pub fn open_or_create_default(cli: &Cli) -> Result<Repository> {
+/// Opens the repository, takes a lease, and only then reads the index: an
+/// index read before the lease could predate a prune that finished while
+/// this command waited, and deduplicating against it could refer to data
+/// that prune removed.
+pub fn open_locked(cli: &Cli, exclusive: bool) -> Result<(Arc<Repository>, Lease)> {
+    let repo = Arc::new(open_unindexed(cli)?);
+    let lease = lease(cli, &repo, exclusive)?;
+    repo.load_index()?;
+    Ok((repo, lease))
+}
+
+/// Opens the repository as [`open_locked`] does (shared lease), creating
+/// the default one on first use.
+pub fn open_or_create_default(cli: &Cli) -> Result<(Arc<Repository>, Lease)> {
     let loc = location(cli)?;
     let backend = Arc::new(LocalBackend::new(&loc.path));
     if loc.is_default && !arch_archiver::Backend::exists(&*backend)? {
@@ -44,8 +62,9 @@ pub fn open_or_create_default(cli: &Cli) -> Result<Repository> {
         if !cli.quiet {
             eprintln!("created the default repository at {}", loc.path.display());
         }
-        return Ok(repo);
+        let repo = Arc::new(repo);
+        let lease = lease(cli, &repo, false)?;
+        return Ok((repo, lease));
     }
-    let password = crate::password::get(cli.password_file.as_deref(), false)?;
-    Ok(Repository::open(backend, &password)?)
+    open_locked(cli, false)
 }

@@ -211,3 +211,132 @@ fn prune_waits_for_running_backups_via_the_cli() {
     env.run(&common::args(&[&"prune", &"--repo", &repo_dir, &"--grace", &"0"])).ok("prune after the backup");
     assert_eq!(repo.backend().list(FileKind::Lock).unwrap().len(), 0, "prune released its lease");
 }
+
+fn kill(child: &mut std::process::Child, sig: i32) {
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+#[test]
+fn a_backup_killed_with_sigkill_does_not_block_the_next_one() {
+    let (_t, work) = common::tempdir();
+    let env = ArchEnv::new(&work).var("ARCH_PASSWORD", common::PASSWORD);
+    let repo_dir = work.join("repo");
+    common::init_repo(&repo_dir);
+    let src = work.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..6 {
+        common::write_random_file(&src.join(format!("f{i}")), i, 40 << 20);
+    }
+    let mut child = env.spawn(&common::args(&[&"backup", &"--repo", &repo_dir, &src]));
+    let start = std::time::Instant::now();
+    while common::object_count(&repo_dir, "locks") == 0 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(&mut child, libc::SIGKILL);
+    child.wait().unwrap();
+    assert_eq!(common::object_count(&repo_dir, "locks"), 1, "the killed backup left its lease");
+    // The holder is gone (its pid is dead on this host): no unlock needed.
+    env.run(&common::args(&[&"backup", &"--repo", &repo_dir, &src])).ok("backup after a crash");
+    assert_eq!(common::object_count(&repo_dir, "locks"), 0);
+}
+
+#[test]
+fn prune_waits_for_a_running_backup_and_both_finish() {
+    let (_t, work) = common::tempdir();
+    let env = ArchEnv::new(&work).var("ARCH_PASSWORD", common::PASSWORD);
+    let repo_dir = work.join("repo");
+    let repo = common::init_repo(&repo_dir);
+    let old = work.join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    common::write_random_file(&old.join("x"), 1, 1 << 20);
+    let gone = Backup::new(&repo, [&old]).run().unwrap();
+    forget(&repo_dir, &gone.snapshot_id.unwrap());
+    let src = work.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..4 {
+        common::write_random_file(&src.join(format!("f{i}")), 10 + i, 30 << 20);
+    }
+    let backup = env.spawn(&common::args(&[&"backup", &"--repo", &repo_dir, &src]));
+    let start = std::time::Instant::now();
+    while common::object_count(&repo_dir, "locks") == 0 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let prune =
+        env.run(&common::args(&[&"prune", &"--repo", &repo_dir, &"--retry-lock", &"2m", &"--grace", &"0"]));
+    let out = backup.wait_with_output().unwrap();
+    assert!(out.status.success(), "backup: {}", String::from_utf8_lossy(&out.stderr));
+    prune.ok("prune after waiting for the backup");
+    let repo = common::open_repo(&repo_dir);
+    let snaps = repo.list_snapshots().unwrap();
+    assert_eq!(snaps.len(), 1);
+    restores_exactly(&repo, &snaps[0].1, &src, &work, "out");
+}
+
+/// Kills `arch prune` at seeded random moments, `kills` times, and checks
+/// after each kill that every kept snapshot still restores byte for byte.
+fn prune_survives_sigkill(kills: u32) {
+    let (_t, work) = common::tempdir();
+    let env = ArchEnv::new(&work).var("ARCH_PASSWORD", common::PASSWORD);
+    let repo_dir = work.join("repo");
+    let repo = common::init_repo_with(&repo_dir, small_packs());
+    let mut kept = Vec::new();
+    for round in 0..4u64 {
+        let src = work.join(format!("src{round}"));
+        let tree = make_tree(&work.join(format!("t{round}")), round * 1000);
+        std::fs::rename(&tree, &src).unwrap();
+        let r = Backup::new(&repo, [&src]).run().unwrap();
+        if round % 2 == 0 {
+            forget(&repo_dir, &r.snapshot_id.unwrap());
+        } else {
+            kept.push((r.snapshot, src));
+        }
+    }
+    let mut rng = common::XorShift::new(0x5eed);
+    for k in 0..kills {
+        let mut child = env.spawn(&common::args(&[
+            &"prune",
+            &"--repo",
+            &repo_dir,
+            &"--grace",
+            &"0",
+            &"--max-unused",
+            &"0%",
+        ]));
+        std::thread::sleep(Duration::from_micros(rng.next_u64() % 150_000));
+        kill(&mut child, libc::SIGKILL);
+        child.wait().unwrap();
+        let repo = common::open_repo(&repo_dir);
+        for (i, (snap, src)) in kept.iter().enumerate() {
+            restores_exactly(&repo, snap, src, &work, &format!("out-{k}-{i}"));
+            std::fs::remove_dir_all(work.join(format!("out-{k}-{i}"))).unwrap();
+        }
+        // Between kills, sometimes forget more data so prune has work again.
+        if k % 3 == 2 {
+            let extra = work.join(format!("extra{k}"));
+            std::fs::create_dir_all(&extra).unwrap();
+            common::write_random_file(&extra.join("x"), 50 + u64::from(k), 200 << 10);
+            let r = Backup::new(&repo, [&extra]).run().unwrap();
+            forget(&repo_dir, &r.snapshot_id.unwrap());
+        }
+    }
+    // A prune that is left to finish leaves a repository that a fresh
+    // process reads completely.
+    env.run(&common::args(&[&"prune", &"--repo", &repo_dir, &"--grace", &"0"])).ok("final prune");
+    let repo = common::open_repo(&repo_dir);
+    for (i, (snap, src)) in kept.iter().enumerate() {
+        restores_exactly(&repo, snap, src, &work, &format!("final-{i}"));
+    }
+}
+
+#[test]
+fn prune_killed_at_random_moments_loses_nothing() {
+    prune_survives_sigkill(6);
+}
+
+/// The long version (run by bench/run.sh or by hand with --ignored).
+#[test]
+#[ignore = "soak test: 40 kills, about a minute"]
+fn prune_killed_at_random_moments_loses_nothing_soak() {
+    prune_survives_sigkill(40);
+}

@@ -545,9 +545,7 @@ impl Checker<'_> {
         });
         let mut selected = select(self.opts.read_data, &candidates, seed);
         selected.sort();
-        let total: u64 = selected.iter().map(|(_, s)| s).sum();
         self.progress.phase(CheckPhase::ReadData, selected.len() as u64);
-        let _ = total;
         let found: Mutex<Vec<(PackId, Found)>> = Mutex::new(Vec::new());
         let done: Mutex<(Vec<PackId>, u64, usize)> = Mutex::new((Vec::new(), 0, 0));
         let stop = || self.opts.cancelled();

@@ -65,6 +65,15 @@ impl Repository {
     /// Opens an existing repository: finds a key file the password opens,
     /// reads the config and loads every index file.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository, RepoError> {
+        let repo = Self::open_unindexed(backend, password)?;
+        repo.load_index()?;
+        Ok(repo)
+    }
+
+    /// Opens a repository without reading its index: for callers that take
+    /// a lease first and then call [`Repository::load_index`], so that the
+    /// index they work with is not older than their lease.
+    pub fn open_unindexed(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository, RepoError> {
         let location = backend.location().to_string();
         if !backend.exists()? {
             return Err(RepoError::NoRepository { location });
@@ -102,9 +111,7 @@ impl Repository {
         let config: Config =
             serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt("config", e.to_string()))?;
         config.validate()?;
-        let repo = Repository { backend, key, config, index: MasterIndex::new(Default::default()) };
-        repo.load_index()?;
-        Ok(repo)
+        Ok(Repository { backend, key, config, index: MasterIndex::new(Default::default()) })
     }
 
     /// Replaces the master index's options (before a backup starts); the
@@ -114,7 +121,9 @@ impl Repository {
         self.load_index()
     }
 
-    fn load_index(&self) -> Result<(), RepoError> {
+    /// Reads every index file into the in-memory index (adding to what is
+    /// there). Index files superseded by another one are skipped.
+    pub fn load_index(&self) -> Result<(), RepoError> {
         // Index files superseded by a newer one (written by prune) are
         // skipped: a prune interrupted after writing its new index but
         // before deleting the old ones must still read consistently.
@@ -136,9 +145,10 @@ impl Repository {
             let id = Id::from_hex(&info.name).expect("backend lists valid names");
             let plain = self.load_object(FileKind::Index, &id)?;
             let file = IndexFile::decode(&plain).map_err(|e| match e {
-                arch_index::IndexError::UnsupportedVersion(v) => {
-                    RepoError::UnsupportedVersion { what: format!("index {}", id.short()), version: u32::from(v) }
-                }
+                arch_index::IndexError::UnsupportedVersion(v) => RepoError::UnsupportedVersion {
+                    what: format!("index {}", id.short()),
+                    version: u32::from(v),
+                },
                 e => RepoError::corrupt(format!("index {}", id.short()), e.to_string()),
             })?;
             out.push((id, file));

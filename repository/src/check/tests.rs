@@ -121,3 +121,35 @@ fn superseded_index_files_do_not_count() {
     assert!(rep.is_ok(), "{:?}", rep.problems);
     assert_eq!((rep.index_files, rep.packs, rep.packs_read.len()), (1, 1, 1));
 }
+
+#[test]
+fn an_unreadable_index_file_is_reported_and_its_packs_look_unreferenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = repo(dir.path());
+    let p = store_pack(&r, &[(b"data", 4)]);
+    let id =
+        r.save_object(FileKind::Index, &IndexFile { packs: vec![p.clone()], ..Default::default() }.encode());
+    let id = id.unwrap();
+    // Damage it after the repository was opened (opening would refuse it).
+    let opened = Repository::open(Arc::new(LocalBackend::new(dir.path())), b"pw").unwrap();
+    let path = dir.path().join("index").join(id.to_hex());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[50] ^= 1;
+    r.backend().delete(FileKind::Index, &id.to_hex()).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    let rep = check(&opened, &CheckOptions::default(), &NoCheckProgress).unwrap();
+    assert!(
+        matches!(&rep.problems[..], [q] if matches!(&q.kind, ProblemKind::IndexUnreadable { index, .. } if *index == id)),
+        "{:?}",
+        rep.problems
+    );
+    assert_eq!(
+        rep.unreferenced_packs,
+        vec![(
+            p.pack,
+            std::fs::metadata(dir.path().join("data").join(&p.pack.to_hex()[..2]).join(p.pack.to_hex()))
+                .unwrap()
+                .len()
+        )]
+    );
+}
