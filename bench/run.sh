@@ -22,6 +22,8 @@
 #   BENCH_KEEP=0              1: keep the last round's repositories and restores in bench/work/run
 #   BENCH_WORK=bench/work     work directory (corpus cache, runs, results)
 #   BENCH_TIMEOUT=3600        seconds after which one run is killed and counted as failed
+#   BENCH_SOAK=0              1: afterwards run the long ignored tests (SIGKILL soak of prune,
+#                             ...) with `cargo test --release -- --ignored`; they fail the run too
 #
 # Exit status: 0 when every run succeeded and every restore matched; 1 otherwise.
 set -euo pipefail
@@ -301,4 +303,15 @@ mbps() { awk -v t="$1" -v b="$CORPUS_BYTES" 'BEGIN { if (t == "NA" || t + 0 == 0
     echo "raw: $CSV"
 } | tee "$TXT"
 
-[[ $FAILURES -eq 0 && $MISMATCHES -eq 0 ]]
+SOAK_OK=0
+if [[ ${BENCH_SOAK:-0} == 1 ]]; then
+    echo "bench: soak tests (cargo test --release --workspace -- --ignored)"
+    if (cd "$ROOT" && cargo test --release --workspace -- --ignored --skip generate_frozen_repo); then
+        echo "bench: soak tests passed"
+    else
+        echo "!!!!! soak tests FAILED"
+        SOAK_OK=1
+    fi
+fi
+
+[[ $FAILURES -eq 0 && $MISMATCHES -eq 0 && $SOAK_OK -eq 0 ]]
