@@ -356,6 +356,21 @@ fn cli_ls_cat_find_diff_dump() {
     let lib = stats(&repo, &[s1.tree]).unwrap();
     assert_eq!(sj["total_size"], lib.blobs_stored_size);
     assert_eq!(sj["restore_size"], lib.restore_size);
+
+    // A dump that fails half way leaves no file under the --target name.
+    let big = find_node(&repo, &s1.tree, &in_snap(&src, "data/random-6m.bin")).unwrap();
+    let pack = repo.locate(BlobType::Data, &big.content[0]).unwrap().pack.to_hex();
+    fs::remove_file(&pack_files(&repo_dir)[&pack]).unwrap();
+    let failed = base.join("failed.tar");
+    let bad = env.run(&args(&[&"--repo", r, &"dump", &spec(""), &"--target", &failed]));
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(!failed.exists(), "a partial archive was left behind");
+    let leftovers: Vec<_> = fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("arch-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]
