@@ -69,10 +69,20 @@ mod uploader;
 
 pub use arch_index::{BlobId, BlobType, Id, MasterIndexOptions};
 pub use arch_repository::{
+    add_key, change_password, current_key_id, find_key, group_snapshots, list_keys, remove_key,
+    remove_snapshot, retag_snapshot, ForgetPolicy, GroupBy, GroupKey, KeyFile, RetentionDuration, TagChange,
+    Verdict, UNLIMITED,
+};
+pub use arch_repository::{
+    check, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem, ProblemKind,
+    ReadData, Usage,
+};
+pub use arch_repository::{
     list_locks, remove_locks, Backend, BackendError, FileInfo, FileKind, InitOptions, KdfParams, Lease,
     LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotFilter, SnapshotSummary,
     Timestamp, Tree, Xattr,
 };
+pub use arch_repository::{prune, PruneOptions, PruneReport};
 pub use backup::{Backup, BackupResult};
 pub use browse::{
     diff_trees, dump_archive, dump_file, escape_path, find_node, join_components, load_index_file,
@@ -90,7 +100,4 @@ pub use progress::{NoProgress, Progress};
 pub use restore::{Restore, RestoreOptions, RestoreResult};
 pub use select::read_list_file;
 pub use stream::StreamSource;
-pub use arch_repository::{prune, PruneOptions, PruneReport};
-pub use arch_repository::{add_key, change_password, current_key_id, find_key, group_snapshots, list_keys, remove_key, remove_snapshot, retag_snapshot, ForgetPolicy, GroupBy, GroupKey, KeyFile, RetentionDuration, TagChange, Verdict, UNLIMITED};
-pub use arch_repository::{check, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem, ProblemKind, ReadData, Usage};
 pub use tokio_util::sync::CancellationToken;

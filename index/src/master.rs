@@ -497,7 +497,10 @@ mod tests {
         let (p1, p2) = (Id::hash(b"p1"), Id::hash(b"p2"));
         index.load(&IndexFile {
             supersedes: vec![],
-            packs: vec![PackEntry { pack: p1, blobs: vec![kept] }, PackEntry { pack: p2, blobs: vec![doomed] }],
+            packs: vec![
+                PackEntry { pack: p1, blobs: vec![kept] },
+                PackEntry { pack: p2, blobs: vec![doomed] },
+            ],
             marked: vec![(p2, 1)],
         });
         assert_eq!(index.lookup(BlobType::Data, &doomed.id).unwrap().pack, p2);

@@ -34,8 +34,8 @@ mod tree;
 pub use backend::{Backend, FileInfo, FileKind};
 pub use blob_codec::{decode_blob, BlobEncoder};
 pub use check::{
-    check, CancelCheck, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem, ProblemKind,
-    ReadData, Usage,
+    check, CancelCheck, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem,
+    ProblemKind, ReadData, Usage,
 };
 pub use chunker::Chunker;
 pub use config::{ChunkerParams, Config, InitOptions, FORMAT_VERSION};
@@ -46,10 +46,12 @@ pub use key_file::{KdfParams, KeyFile};
 pub use keys::{add_key, change_password, current_key_id, find_key, list_keys, remove_key};
 pub use local::LocalBackend;
 pub use lock::{list_locks, remove_locks, Lease, LockInfo, REFRESH_EVERY, STALE_AFTER};
-pub use prune::{prune, PruneOptions, PruneReport};
 pub use pack::{decode_pack_header, parse_pack, FinishedPack, PackWriter};
+pub use prune::{prune, PruneOptions, PruneReport};
 pub use repo::{hostname, username, Repository};
-pub use retention::{group_snapshots, ForgetPolicy, GroupBy, GroupKey, RetentionDuration, Verdict, UNLIMITED};
+pub use retention::{
+    group_snapshots, ForgetPolicy, GroupBy, GroupKey, RetentionDuration, Verdict, UNLIMITED,
+};
 pub use snapshot::{Snapshot, SnapshotSummary};
 pub use snapshot_edit::{remove_snapshot, retag_snapshot, TagChange};
 pub use tree::{Node, NodeKind, Timestamp, Tree, Xattr};
