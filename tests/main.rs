@@ -10,3 +10,4 @@ mod forget;
 mod format;
 mod library;
 mod prune;
+mod restore;
