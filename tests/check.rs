@@ -355,3 +355,20 @@ fn a_flipped_byte_anywhere_in_a_pack_is_found_by_read_data() {
     }
     assert!(run_check(&f.repo_dir, ReadData::All).is_ok());
 }
+
+#[test]
+fn the_cli_reports_a_damaged_index_file_instead_of_failing_to_open() {
+    let f = fixture();
+    let (index, _) = files_under(&f.repo_dir.join("index")).into_iter().next().unwrap();
+    flip_byte(&index, 60);
+    let name = index.file_name().unwrap().to_str().unwrap().to_string();
+    let env = ArchEnv::new(&f.base);
+    let run = env.run(&args(&[&"--repo", &f.repo_dir, &"--json", &"check"]));
+    run.expect_code(1, "check with a damaged index file");
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("one JSON object");
+    let kinds: Vec<&str> =
+        v["problems"].as_array().unwrap().iter().map(|p| p["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds[0], "index_unreadable", "{kinds:?}");
+    assert!(v["problems"][0]["message"].as_str().unwrap().contains(&name));
+    assert!(!v["unreferenced_packs"].as_array().unwrap().is_empty(), "its packs are no longer indexed");
+}

@@ -170,9 +170,11 @@ struct Checker<'a> {
 /// Takes no lease (callers that may race with prune should hold a shared
 /// [`Lease`](crate::Lease)). Returns `Err` only when the check cannot run at
 /// all (e.g. a folder cannot be listed); damage of individual objects is
-/// reported in [`CheckReport::problems`]. Index files read are also loaded
-/// into `repo`'s index, so snapshots written by a concurrent backup after
-/// `repo` was opened are checked against a current index.
+/// reported in [`CheckReport::problems`]. Every readable index file (not
+/// superseded) is also loaded into `repo`'s index, so `repo` may come from
+/// [`Repository::open_unindexed`] (then a damaged index file is reported
+/// rather than stopping the open), and snapshots written by a concurrent
+/// backup after `repo` was opened are checked against a current index.
 pub fn check(
     repo: &Repository,
     opts: &CheckOptions,
