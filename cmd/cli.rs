@@ -220,22 +220,9 @@ pub struct RestoreArgs {
     pub overwrite: Overwrite,
 }
 
-/// Parses "1024", "10K", "5M", "2G", "1T" (binary units, case-insensitive, optional "B"/"iB").
+/// Parses a size for clap (see [`arch_archiver::parse_size`]).
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let lower = t.to_ascii_lowercase();
-    let lower = lower.trim_end_matches("ib").trim_end_matches('b');
-    let (num, mult) = match lower.chars().last() {
-        Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),
-        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
-        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
-        Some('t') => (&lower[..lower.len() - 1], 1 << 40),
-        _ => (lower, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
+    arch_archiver::parse_size(s)
         .ok_or_else(|| format!("invalid size {s:?}: use a number with an optional K, M, G or T suffix"))
 }
 
@@ -272,16 +259,6 @@ fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> 
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn sizes() {
-        assert_eq!(super::parse_size("1024"), Ok(1024));
-        assert_eq!(super::parse_size("10K"), Ok(10240));
-        assert_eq!(super::parse_size("5MiB"), Ok(5 << 20));
-        assert_eq!(super::parse_size("2g"), Ok(2 << 30));
-        assert!(super::parse_size("x").is_err());
-        assert!(super::parse_size("99999999999T").is_err());
-    }
-
     #[test]
     fn durations() {
         assert_eq!(super::parse_duration("90").unwrap().as_secs(), 90);

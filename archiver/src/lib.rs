@@ -82,7 +82,7 @@ pub use arch_repository::{
     LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotFilter, SnapshotSummary,
     Timestamp, Tree, Xattr,
 };
-pub use arch_repository::{prune, PruneOptions, PruneReport};
+pub use arch_repository::{parse_size, prune, PruneOptions, PruneReport};
 pub use backup::{Backup, BackupResult};
 pub use browse::{
     diff_trees, dump_archive, dump_file, escape_path, find_node, join_components, load_index_file,

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use arch_repository::{Node, NodeKind, Timestamp};
 use crossbeam_channel::Sender;
-use walkdir::WalkDir;
 
 use crate::context::Ctx;
 use crate::dir_state::DirState;
@@ -17,7 +16,7 @@ use crate::fault::Stage;
 use crate::metadata::{node_from_metadata, read_xattrs};
 use crate::options::BackupOptions;
 use crate::parent::{unchanged, ParentDir};
-use crate::select::{too_large, Selector};
+use crate::select::{too_large, walk_selected, Selector};
 use crate::stats::add;
 
 /// A regular file for the FileSaver to read.
@@ -121,16 +120,7 @@ fn walk(
     // stack[d] is the directory holding entries of walk depth d, with the
     // parent snapshot's listing of the same directory.
     let mut stack = vec![parent];
-    let excludes = &opts.exclude_paths;
-    let walker = WalkDir::new(top)
-        .follow_links(false)
-        // A symlink given as a path is saved as a symlink, not walked.
-        .follow_root_links(false)
-        .same_file_system(opts.one_file_system)
-        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
-        .into_iter()
-        .filter_entry(|e| !(excludes.iter().any(|x| x == e.path()) || selector.excluded(e)));
-    for entry in walker {
+    for entry in walk_selected(top, opts, selector) {
         if ctx.scope.is_cancelled() {
             return Err(ArchiveError::Cancelled);
         }

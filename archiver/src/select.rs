@@ -1,6 +1,7 @@
 //! Which entries a backup leaves out: exclude patterns, ignore files,
 //! marker files, size limits.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -160,6 +161,24 @@ fn has_marker(dir: &Path, name: &str, signature: Option<&[u8]>) -> bool {
             std::fs::File::open(&file).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == sig
         }
     }
+}
+
+/// Walks `top` in name order without following symlinks (a symlink given
+/// as the path itself is saved as a symlink, not walked), leaving out what
+/// the options and `selector` exclude, with the subtrees below them.
+pub(crate) fn walk_selected<'a>(
+    top: &Path,
+    opts: &'a BackupOptions,
+    selector: &'a mut Selector,
+) -> impl Iterator<Item = walkdir::Result<DirEntry>> + 'a {
+    let excludes = &opts.exclude_paths;
+    walkdir::WalkDir::new(top)
+        .follow_links(false)
+        .follow_root_links(false)
+        .same_file_system(opts.one_file_system)
+        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
+        .into_iter()
+        .filter_entry(move |e| !(excludes.iter().any(|x| x == e.path()) || selector.excluded(e)))
 }
 
 /// Whether a file is over the size limit.

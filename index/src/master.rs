@@ -128,6 +128,20 @@ impl Inner {
             BlobType::Tree => &mut p.tree,
         }
     }
+    fn location(&self, t: BlobType, id: &BlobId, loc: &Loc) -> BlobLocation {
+        BlobLocation {
+            pack: self.packs[loc.pack as usize],
+            blob: PackedBlob {
+                id: *id,
+                blob_type: t,
+                offset: loc.offset,
+                length: loc.length,
+                raw_length: loc.raw_length,
+                compression: loc.compression,
+            },
+        }
+    }
+
     fn pack_number(&mut self, pack: PackId) -> u32 {
         if let Some(&n) = self.pack_numbers.get(&pack) {
             return n;
@@ -207,18 +221,8 @@ impl MasterIndex {
             BlobType::Data => &inner.marked_data,
             BlobType::Tree => &inner.marked_tree,
         };
-        let loc = *inner.map(t).get(id).or_else(|| marked.get(id))?;
-        Some(BlobLocation {
-            pack: inner.packs[loc.pack as usize],
-            blob: PackedBlob {
-                id: *id,
-                blob_type: t,
-                offset: loc.offset,
-                length: loc.length,
-                raw_length: loc.raw_length,
-                compression: loc.compression,
-            },
-        })
+        let loc = inner.map(t).get(id).or_else(|| marked.get(id))?;
+        Some(inner.location(t, id, loc))
     }
 
     /// Whether blob `id` of type `t` is indexed (pending blobs do not count).
@@ -257,19 +261,7 @@ impl MasterIndex {
             (BlobType::Tree, &inner.marked_tree),
         ];
         for (t, map) in maps {
-            for (id, loc) in map.iter() {
-                out.push(BlobLocation {
-                    pack: inner.packs[loc.pack as usize],
-                    blob: PackedBlob {
-                        id: *id,
-                        blob_type: t,
-                        offset: loc.offset,
-                        length: loc.length,
-                        raw_length: loc.raw_length,
-                        compression: loc.compression,
-                    },
-                });
-            }
+            out.extend(map.iter().map(|(id, loc)| inner.location(t, id, loc)));
         }
         out
     }

@@ -27,6 +27,7 @@ mod pack;
 mod prune;
 mod repo;
 mod retention;
+mod size;
 mod snapshot;
 mod snapshot_edit;
 mod tree;
@@ -52,6 +53,7 @@ pub use repo::{hostname, username, Repository};
 pub use retention::{
     group_snapshots, ForgetPolicy, GroupBy, GroupKey, RetentionDuration, Verdict, UNLIMITED,
 };
+pub use size::parse_size;
 pub use snapshot::{Snapshot, SnapshotSummary};
 pub use snapshot_edit::{remove_snapshot, retag_snapshot, TagChange};
 pub use tree::{Node, NodeKind, Timestamp, Tree, Xattr};

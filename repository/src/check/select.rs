@@ -59,16 +59,7 @@ impl FromStr for ReadData {
             }
             return Ok(ReadData::Percent(p));
         }
-        let lower = t.to_ascii_lowercase();
-        let lower = lower.trim_end_matches("ib").trim_end_matches('b');
-        let (num, mult) = match lower.chars().last() {
-            Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),
-            Some('m') => (&lower[..lower.len() - 1], 1 << 20),
-            Some('g') => (&lower[..lower.len() - 1], 1 << 30),
-            Some('t') => (&lower[..lower.len() - 1], 1 << 40),
-            _ => (lower, 1),
-        };
-        match num.trim().parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
+        match crate::size::parse_size(t) {
             Some(0) => Err(bad("the size must be above 0")),
             Some(n) => Ok(ReadData::Size(n)),
             None => Err(bad("not a size")),
