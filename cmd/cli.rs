@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// Fast, encrypted, deduplicating backups.
 #[derive(Parser, Debug)]
@@ -154,14 +154,6 @@ pub struct BackupArgs {
     pub ignore_ctime: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Overwrite {
-    /// Refuse a non-empty target.
-    Never,
-    /// Replace whatever the target holds at the snapshot's paths.
-    Always,
-}
-
 /// Which snapshots a command considers (flattened into commands that select).
 #[derive(Args, Debug, Clone, Default)]
 pub struct FilterArgs {
@@ -207,17 +199,51 @@ pub struct UnlockArgs {
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// Snapshot id prefix, or "latest" (the newest passing the filters).
-    #[arg(value_name = "SNAPSHOT")]
+    /// Snapshot id prefix, or "latest" (the newest passing the filters),
+    /// optionally followed by ":PATH" to restore only that path of the
+    /// snapshot: a directory's content lands directly in the target, a file
+    /// at TARGET/<its name>.
+    #[arg(value_name = "SNAPSHOT[:PATH]")]
     pub snapshot: String,
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Directory to restore into (created if missing).
     #[arg(long, short = 't', value_name = "DIR")]
     pub target: PathBuf,
-    /// Whether to restore into a non-empty target.
-    #[arg(long, value_enum, default_value = "never")]
-    pub overwrite: Overwrite,
+    /// Restore into a non-empty target, treating existing files as MODE
+    /// says; without this option a non-empty target is refused.
+    /// if-changed rewrites only the chunks that differ (and resumes an
+    /// interrupted restore).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub overwrite: Option<crate::cmd_restore::OverwriteArg>,
+    /// Restore only entries matching PATTERN, with their parent
+    /// directories (`*.txt`, `docs`, `/home/me/docs`; repeatable).
+    #[arg(long, short = 'i', value_name = "PATTERN")]
+    pub include: Vec<String>,
+    /// As --include, ignoring case.
+    #[arg(long, value_name = "PATTERN")]
+    pub iinclude: Vec<String>,
+    /// Leave out entries matching PATTERN (and everything below; repeatable).
+    #[arg(long, short = 'e', value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// As --exclude, ignoring case.
+    #[arg(long, value_name = "PATTERN")]
+    pub iexclude: Vec<String>,
+    /// After restoring, re-read every restored file and check its content
+    /// against the snapshot; exit code 1 if any differs.
+    #[arg(long)]
+    pub verify: bool,
+    /// Show what would be restored and deleted; write nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Remove files and directories in the target that the snapshot does
+    /// not have (only inside what is being restored).
+    #[arg(long)]
+    pub delete: bool,
+    /// Restore owners by numeric id only. This is always the case (owner
+    /// names are never looked up); accepted for restic compatibility.
+    #[arg(long)]
+    pub numeric_id: bool,
 }
 
 /// Parses a size for clap (see [`arch_archiver::parse_size`]).

@@ -1,12 +1,17 @@
 //! Restore: plan first, then read each pack once, in parallel across packs,
 //! writing blobs with positional writes; metadata after content, directory
 //! metadata last (deepest first) so writing children does not disturb it.
+//!
+//! Options: a subtree (`<snapshot>:<path>`, whose content lands directly in
+//! the target), include/exclude patterns, what to do with files already in
+//! the target ([`OverwriteMode`]), deleting what the snapshot does not have,
+//! a dry run, and re-reading everything written (`verify`).
 
-use std::collections::HashMap;
-use std::ffi::{CString, OsStr};
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,30 +22,86 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::backup::spawn;
+use crate::browse::{find_node, join_components, path_components};
 use crate::context::Warning;
 use crate::error::ArchiveError;
 use crate::metadata::write_xattr;
 use crate::progress::{NoProgress, Progress};
+use crate::restore_filter::{RestoreFilter, Selection};
 use crate::scope::Scope;
+
+/// What to do with an entry that already exists in the target (only when
+/// restoring into a non-empty target is allowed, see
+/// [`RestoreOptions::overwrite_mode`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OverwriteMode {
+    /// Replace whatever is there.
+    #[default]
+    Always,
+    /// Compare: an existing regular file is read with the snapshot's chunk
+    /// boundaries and only the chunks whose content hash differs are
+    /// rewritten (a file that matches entirely is not written at all; its
+    /// metadata is still applied). Other entries are replaced unless they
+    /// are already the same kind (and, for symlinks, the same target).
+    /// This is how an interrupted restore is resumed.
+    IfChanged,
+    /// Replace an entry only if the snapshot's mtime is newer than the
+    /// existing entry's.
+    IfNewer,
+    /// Keep every existing entry as it is (directories are still entered,
+    /// and what is missing in them is restored).
+    Never,
+}
 
 /// Options of a restore. Zero means automatic.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct RestoreOptions {
-    /// Allow restoring into a non-empty target (existing files that the
-    /// snapshot also has are replaced).
+    /// Allow restoring into a non-empty target; existing entries are
+    /// treated according to `mode`.
     pub overwrite: bool,
-    /// Write all-zero chunks as holes. Default on (see [`RestoreOptions::dense`]).
+    /// What to do with existing entries when `overwrite` is set.
+    pub mode: OverwriteMode,
+    /// Write zero chunks as data instead of holes (default: holes).
     pub dense: bool,
     /// Threads reading packs. Default: the number of CPUs, at least 2, so
     /// decryption of one pack overlaps the read of the next.
     pub workers: usize,
+    /// Restore only this path of the snapshot. A directory's content lands
+    /// directly in the target (as restic's `snapshot:subpath`); a file or
+    /// other entry lands at `target/<its name>`.
+    pub subpath: Option<Vec<u8>>,
+    /// Include patterns (case-sensitive, then case-insensitive): when any
+    /// is given, only matching entries (a matching directory with
+    /// everything below) and their parent directories are restored.
+    pub includes: Vec<String>,
+    /// Case-insensitive include patterns.
+    pub iincludes: Vec<String>,
+    /// Exclude patterns: matching entries (and everything below) are left out.
+    pub excludes: Vec<String>,
+    /// Case-insensitive exclude patterns.
+    pub iexcludes: Vec<String>,
+    /// Remove entries of the target that the snapshot does not have, inside
+    /// the directories being restored (and selected by the patterns).
+    pub delete: bool,
+    /// Write nothing: count what would be written and deleted.
+    pub dry_run: bool,
+    /// After restoring, re-read every restored file and check each chunk's
+    /// content hash; mismatches are in [`RestoreResult::verify_failures`].
+    pub verify: bool,
 }
 
 impl RestoreOptions {
-    /// Allow a non-empty target.
+    /// Allow a non-empty target, replacing existing entries.
     pub fn overwrite(mut self, yes: bool) -> Self {
         self.overwrite = yes;
+        self.mode = OverwriteMode::Always;
+        self
+    }
+    /// Allow a non-empty target, treating existing entries as `mode` says.
+    pub fn overwrite_mode(mut self, mode: OverwriteMode) -> Self {
+        self.overwrite = true;
+        self.mode = mode;
         self
     }
     /// Write zero chunks as data instead of holes.
@@ -53,20 +114,73 @@ impl RestoreOptions {
         self.workers = n;
         self
     }
+    /// Restore only this path of the snapshot (see [`RestoreOptions::subpath`]).
+    pub fn subpath(mut self, path: impl Into<Vec<u8>>) -> Self {
+        self.subpath = Some(path.into());
+        self
+    }
+    /// Adds an include pattern.
+    pub fn include(mut self, p: impl Into<String>) -> Self {
+        self.includes.push(p.into());
+        self
+    }
+    /// Adds a case-insensitive include pattern.
+    pub fn iinclude(mut self, p: impl Into<String>) -> Self {
+        self.iincludes.push(p.into());
+        self
+    }
+    /// Adds an exclude pattern.
+    pub fn exclude(mut self, p: impl Into<String>) -> Self {
+        self.excludes.push(p.into());
+        self
+    }
+    /// Adds a case-insensitive exclude pattern.
+    pub fn iexclude(mut self, p: impl Into<String>) -> Self {
+        self.iexcludes.push(p.into());
+        self
+    }
+    /// Remove what the snapshot does not have.
+    pub fn delete(mut self, yes: bool) -> Self {
+        self.delete = yes;
+        self
+    }
+    /// Write nothing.
+    pub fn dry_run(mut self, yes: bool) -> Self {
+        self.dry_run = yes;
+        self
+    }
+    /// Re-read and re-hash after restoring.
+    pub fn verify(mut self, yes: bool) -> Self {
+        self.verify = yes;
+        self
+    }
 }
 
-/// What a restore did.
+/// What a restore did (with `dry_run`: would do).
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct RestoreResult {
-    /// Regular files restored (hardlinks count once per name).
+    /// Regular files selected (hardlinks count once per name), including
+    /// those left as they were.
     pub files: u64,
     /// Directories restored.
     pub dirs: u64,
     /// Symlinks, fifos and devices restored.
     pub others: u64,
-    /// Bytes of file content.
+    /// Bytes of file content of the selected files.
     pub bytes: u64,
+    /// Bytes of file content actually written (holes included): less than
+    /// `bytes` when existing files or chunks were kept.
+    pub written: u64,
+    /// Files whose content was not written at all because the target
+    /// already had it, or the overwrite mode kept the existing file.
+    pub skipped: u64,
+    /// Entries removed from the target (`delete`).
+    pub deleted: u64,
+    /// Files re-read and checked (`verify`).
+    pub verified: u64,
+    /// Files whose re-read content differs from the snapshot (`verify`).
+    pub verify_failures: Vec<Warning>,
     /// Metadata that could not be applied (e.g. owners when not root).
     pub warnings: Vec<Warning>,
 }
@@ -75,7 +189,9 @@ pub struct RestoreResult {
 ///
 /// Guarantees: every blob is authenticated and its content hash verified
 /// before it is written; when `run` returns `Ok`, every file has its
-/// snapshot content, and mode, times and (as root) owner applied.
+/// snapshot content, and mode, times and (as root) owner applied. A
+/// restore never writes through a symlink found in the target: symlinks in
+/// the way are replaced (or, with [`OverwriteMode::Never`], kept).
 pub struct Restore<'a> {
     repo: &'a Repository,
     tree: Id,
@@ -88,10 +204,15 @@ pub struct Restore<'a> {
 /// One blob occurrence: where in which file it goes.
 #[derive(Clone, Copy)]
 struct Placement {
-    offset_in_pack: u32,
     file: u32,
     file_offset: u64,
 }
+
+/// A file's blobs, each with its offset in the file.
+type Chunks = Vec<(BlobLocation, u64)>;
+
+/// Which chunks of a compared file must be written (`None`: replace it).
+type Compared = Result<Option<Vec<bool>>, ArchiveError>;
 
 /// The blobs needed from one pack, each with where it goes.
 type PackBlobs = Vec<(BlobLocation, Vec<Placement>)>;
@@ -105,9 +226,45 @@ struct Plan {
     /// Nodes whose metadata is applied after content.
     meta: Vec<(PathBuf, Node)>,
     dirs: Vec<(PathBuf, Node)>,
+    /// Directories selected only because something below may be: created
+    /// when the first entry below them is.
+    pending: Vec<(PathBuf, Node)>,
     hardlinks: Vec<(PathBuf, PathBuf)>,
     first_link: HashMap<(u64, u64), PathBuf>,
+    /// Existing files to compare (if-changed): path, chunks with their
+    /// offsets, size.
+    compare: Vec<(PathBuf, Chunks, u64)>,
+    /// Files to re-read with `verify`: path, (blob id, length) per chunk.
+    verify: Vec<(PathBuf, Vec<(Id, u32)>)>,
     result: RestoreResult,
+}
+
+/// How to treat the entry at a path the restore is about to write.
+enum Existing {
+    /// Nothing there.
+    Absent,
+    /// Keep what is there (overwrite mode).
+    Keep,
+    /// Remove what is there and create anew.
+    Replace,
+    /// Compare with what is there ([`OverwriteMode::IfChanged`]).
+    Compare(std::fs::Metadata),
+}
+
+fn corrupt_dir(path: &Path) -> ArchiveError {
+    ArchiveError::Repo(arch_repository::RepoError::Corrupt {
+        what: format!("directory {}", path.display()),
+        detail: "directory node has no subtree".into(),
+    })
+}
+
+fn child_path(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    if !p.ends_with(b"/") {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
 }
 
 impl<'a> Restore<'a> {
@@ -143,6 +300,12 @@ impl<'a> Restore<'a> {
 
     /// Runs the restore.
     pub fn run(self) -> Result<RestoreResult, ArchiveError> {
+        let o = &self.opts;
+        let filter = RestoreFilter::new(&o.includes, &o.iincludes, &o.excludes, &o.iexcludes)?;
+        let (start, snap_path) = match &o.subpath {
+            None => (crate::browse::root_node(&self.tree), b"/".to_vec()),
+            Some(p) => (find_node(self.repo, &self.tree, p)?, join_components(&path_components(p))),
+        };
         self.check_target()?;
         let mut plan = Plan {
             files: Vec::new(),
@@ -150,17 +313,38 @@ impl<'a> Restore<'a> {
             seen: HashMap::new(),
             meta: Vec::new(),
             dirs: Vec::new(),
+            pending: Vec::new(),
             hardlinks: Vec::new(),
             first_link: HashMap::new(),
+            compare: Vec::new(),
+            verify: Vec::new(),
             result: RestoreResult::default(),
         };
-        self.plan_tree(&self.tree, &self.target, &mut plan)?;
+        if start.kind == NodeKind::Dir {
+            // A directory's content goes directly into the target.
+            let sub = start.subtree.ok_or_else(|| corrupt_dir(&self.target))?;
+            if o.subpath.as_deref().is_some_and(|p| !path_components(p).is_empty()) {
+                // The target stands for the directory: it gets its metadata.
+                plan.dirs.push((self.target.clone(), Node { subtree: None, ..start }));
+            }
+            self.plan_tree(&sub, &self.target, &snap_path, false, &filter, &mut plan)?;
+        } else {
+            let sel = filter.select(&snap_path, false, false);
+            if sel != Selection::Skip {
+                let path = self.target.join(OsStr::from_bytes(&start.name));
+                self.plan_node(start, path, snap_path, sel, &filter, &mut plan)?;
+            }
+        }
+        self.compare_files(&mut plan)?;
+        if o.dry_run {
+            return Ok(plan.result);
+        }
         self.write_content(&plan)?;
         for (link, original) in &plan.hardlinks {
             replace_with(link, || std::fs::hard_link(original, link))?;
         }
         let is_root = unsafe { libc::geteuid() } == 0;
-        let mut warnings = Vec::new();
+        let mut warnings = std::mem::take(&mut plan.result.warnings);
         for (path, node) in &plan.meta {
             apply_metadata(path, node, is_root, &mut warnings)?;
         }
@@ -169,6 +353,11 @@ impl<'a> Restore<'a> {
             apply_metadata(path, node, is_root, &mut warnings)?;
         }
         plan.result.warnings = warnings;
+        if o.verify {
+            let (n, failures) = self.verify(&plan.verify)?;
+            plan.result.verified = n;
+            plan.result.verify_failures = failures;
+        }
         Ok(plan.result)
     }
 
@@ -180,66 +369,224 @@ impl<'a> Restore<'a> {
                 }
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(&self.target)
-                .map_err(|e| ArchiveError::io("create restore target", &self.target, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.opts.dry_run {
+                    return Ok(());
+                }
+                std::fs::create_dir_all(&self.target)
+                    .map_err(|e| ArchiveError::io("create restore target", &self.target, e))
+            }
             Err(e) => Err(ArchiveError::io("open restore target", &self.target, e)),
         }
     }
 
-    fn plan_tree(&self, tree_id: &Id, dir: &Path, plan: &mut Plan) -> Result<(), ArchiveError> {
+    fn plan_tree(
+        &self,
+        tree_id: &Id,
+        dir: &Path,
+        snap_dir: &[u8],
+        inherited: bool,
+        filter: &RestoreFilter,
+        plan: &mut Plan,
+    ) -> Result<(), ArchiveError> {
         if self.cancel.is_cancelled() {
             return Err(ArchiveError::Cancelled);
         }
         let tree = self.repo.load_tree(tree_id)?;
+        if self.opts.delete {
+            let names: HashSet<&[u8]> = tree.nodes.iter().map(|n| n.name.as_slice()).collect();
+            self.delete_extra(dir, snap_dir, &names, inherited, filter, plan)?;
+        }
         for node in tree.nodes {
             let path = dir.join(OsStr::from_bytes(&node.name));
-            match node.kind {
-                NodeKind::Dir => {
-                    make_dir(&path)?;
-                    plan.result.dirs += 1;
-                    let sub = node.subtree.ok_or_else(|| {
-                        ArchiveError::Repo(arch_repository::RepoError::Corrupt {
-                            what: format!("tree {}", tree_id.short()),
-                            detail: format!("directory {} has no subtree", path.display()),
-                        })
-                    })?;
-                    let node_meta = Node { subtree: None, ..node };
-                    plan.dirs.push((path.clone(), node_meta));
-                    self.plan_tree(&sub, &path, plan)?;
-                }
-                NodeKind::File => self.plan_file(path, node, plan)?,
-                NodeKind::Symlink => {
-                    let target = node.target.clone().unwrap_or_default();
-                    replace_with(&path, || std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path))?;
-                    plan.result.others += 1;
-                    plan.meta.push((path, node));
-                }
-                NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev => {
-                    let kind = match node.kind {
-                        NodeKind::Fifo => libc::S_IFIFO,
-                        NodeKind::Chardev => libc::S_IFCHR,
-                        _ => libc::S_IFBLK,
-                    };
-                    let c = cstr(&path)?;
-                    let made = replace_with(&path, || {
-                        // SAFETY: c is a valid NUL-terminated path.
-                        let rc = unsafe { libc::mknod(c.as_ptr(), kind | 0o600, node.rdev as libc::dev_t) };
-                        if rc == 0 {
-                            Ok(())
-                        } else {
-                            Err(std::io::Error::last_os_error())
+            let snap = child_path(snap_dir, &node.name);
+            let sel = filter.select(&snap, node.kind == NodeKind::Dir, inherited);
+            if sel != Selection::Skip {
+                self.plan_node(node, path, snap, sel, filter, plan)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the entries of `dir` that the snapshot directory does not
+    /// have and that the patterns select. Never follows symlinks.
+    fn delete_extra(
+        &self,
+        dir: &Path,
+        snap_dir: &[u8],
+        names: &HashSet<&[u8]>,
+        inherited: bool,
+        filter: &RestoreFilter,
+        plan: &mut Plan,
+    ) -> Result<(), ArchiveError> {
+        match std::fs::symlink_metadata(dir) {
+            Ok(md) if md.is_dir() => {}
+            _ => return Ok(()),
+        }
+        let entries = std::fs::read_dir(dir).map_err(|e| ArchiveError::io("list", dir, e))?;
+        let mut extra: Vec<(OsString, bool)> = Vec::new();
+        for e in entries {
+            let e = e.map_err(|e| ArchiveError::io("list", dir, e))?;
+            let name = e.file_name();
+            if names.contains(name.as_bytes()) {
+                continue;
+            }
+            let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            extra.push((name, is_dir));
+        }
+        extra.sort();
+        for (name, is_dir) in extra {
+            let snap = child_path(snap_dir, name.as_bytes());
+            if filter.select(&snap, is_dir, inherited) != Selection::All {
+                continue;
+            }
+            let path = dir.join(&name);
+            if !self.opts.dry_run {
+                if is_dir { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }
+                    .map_err(|e| ArchiveError::io("delete", &path, e))?;
+            }
+            plan.result.deleted += 1;
+        }
+        Ok(())
+    }
+
+    /// Creates the directories waiting for a first entry below them.
+    fn flush_pending(&self, plan: &mut Plan) -> Result<(), ArchiveError> {
+        for (path, node) in std::mem::take(&mut plan.pending) {
+            if !self.opts.dry_run {
+                make_dir(&path)?;
+            }
+            plan.result.dirs += 1;
+            plan.dirs.push((path, node));
+        }
+        Ok(())
+    }
+
+    fn plan_node(
+        &self,
+        node: Node,
+        path: PathBuf,
+        snap: Vec<u8>,
+        sel: Selection,
+        filter: &RestoreFilter,
+        plan: &mut Plan,
+    ) -> Result<(), ArchiveError> {
+        match node.kind {
+            NodeKind::Dir => {
+                let sub = node.subtree.ok_or_else(|| corrupt_dir(&path))?;
+                if self.opts.overwrite && self.opts.mode == OverwriteMode::Never {
+                    if let Ok(md) = std::fs::symlink_metadata(&path) {
+                        if !md.is_dir() {
+                            // Kept: nothing of the snapshot goes below it.
+                            return Ok(());
                         }
-                    });
-                    match made {
-                        Ok(()) => {
-                            plan.result.others += 1;
-                            plan.meta.push((path, node));
-                        }
-                        Err(e) => plan.result.warnings.push(Warning { path, message: e.to_string() }),
                     }
                 }
-                NodeKind::Socket => {}
+                plan.pending.push((path.clone(), Node { subtree: None, ..node }));
+                let depth = plan.pending.len();
+                if sel == Selection::All {
+                    self.flush_pending(plan)?;
+                }
+                self.plan_tree(&sub, &path, &snap, sel == Selection::All, filter, plan)?;
+                if plan.pending.len() == depth {
+                    // Nothing below was selected.
+                    plan.pending.pop();
+                }
+                Ok(())
             }
+            NodeKind::File => {
+                self.flush_pending(plan)?;
+                self.plan_file(path, node, plan)
+            }
+            NodeKind::Symlink | NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev => {
+                self.flush_pending(plan)?;
+                self.plan_special(path, node, plan)
+            }
+            NodeKind::Socket => Ok(()),
+        }
+    }
+
+    fn existing(&self, path: &Path, node: &Node) -> Result<Existing, ArchiveError> {
+        if !self.opts.overwrite || self.opts.mode == OverwriteMode::Always {
+            // No stat per entry: creation replaces whatever is there.
+            return Ok(Existing::Replace);
+        }
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Absent),
+            Err(e) => return Err(ArchiveError::io("stat", path, e)),
+        };
+        Ok(match self.opts.mode {
+            OverwriteMode::Always => Existing::Replace,
+            OverwriteMode::Never => Existing::Keep,
+            OverwriteMode::IfNewer => {
+                if (md.mtime(), md.mtime_nsec()) >= (node.mtime.0, i64::from(node.mtime.1)) {
+                    Existing::Keep
+                } else {
+                    Existing::Replace
+                }
+            }
+            OverwriteMode::IfChanged => Existing::Compare(md),
+        })
+    }
+
+    fn plan_special(&self, path: PathBuf, node: Node, plan: &mut Plan) -> Result<(), ArchiveError> {
+        match self.existing(&path, &node)? {
+            Existing::Keep => return Ok(()),
+            Existing::Compare(md) => {
+                let ft = md.file_type();
+                use std::os::unix::fs::FileTypeExt;
+                let same = match node.kind {
+                    NodeKind::Symlink => {
+                        ft.is_symlink()
+                            && std::fs::read_link(&path).ok().as_deref().map(|p| p.as_os_str().as_bytes())
+                                == Some(node.target.as_deref().unwrap_or_default())
+                    }
+                    NodeKind::Fifo => ft.is_fifo(),
+                    NodeKind::Chardev => ft.is_char_device() && md.rdev() == node.rdev,
+                    NodeKind::Blockdev => ft.is_block_device() && md.rdev() == node.rdev,
+                    _ => false,
+                };
+                if same {
+                    plan.result.others += 1;
+                    plan.meta.push((path, node));
+                    return Ok(());
+                }
+            }
+            Existing::Absent | Existing::Replace => {}
+        }
+        if self.opts.dry_run {
+            plan.result.others += 1;
+            return Ok(());
+        }
+        if node.kind == NodeKind::Symlink {
+            let target = node.target.clone().unwrap_or_default();
+            replace_with(&path, || std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path))?;
+            plan.result.others += 1;
+            plan.meta.push((path, node));
+            return Ok(());
+        }
+        let kind = match node.kind {
+            NodeKind::Fifo => libc::S_IFIFO,
+            NodeKind::Chardev => libc::S_IFCHR,
+            _ => libc::S_IFBLK,
+        };
+        let c = cstr(&path)?;
+        let made = replace_with(&path, || {
+            // SAFETY: c is a valid NUL-terminated path.
+            let rc = unsafe { libc::mknod(c.as_ptr(), kind | 0o600, node.rdev as libc::dev_t) };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+        match made {
+            Ok(()) => {
+                plan.result.others += 1;
+                plan.meta.push((path, node));
+            }
+            Err(e) => plan.result.warnings.push(Warning { path, message: e.to_string() }),
         }
         Ok(())
     }
@@ -248,30 +595,28 @@ impl<'a> Restore<'a> {
         if node.links > 1 {
             let key = (node.device, node.inode);
             if let Some(first) = plan.first_link.get(&key) {
-                plan.hardlinks.push((path, first.clone()));
                 plan.result.files += 1;
+                if let Existing::Keep = self.existing(&path, &node)? {
+                    plan.result.skipped += 1;
+                } else {
+                    plan.hardlinks.push((path, first.clone()));
+                }
                 return Ok(());
             }
             plan.first_link.insert(key, path.clone());
         }
-        let f = replace_with(&path, || {
-            OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map(|_| ())
-        });
-        f?;
-        let file_no = plan.files.len() as u32;
+        let existing = self.existing(&path, &node)?;
+        plan.result.files += 1;
+        plan.result.bytes += node.size;
+        if let Existing::Keep = existing {
+            plan.result.skipped += 1;
+            return Ok(());
+        }
+        let mut chunks = Vec::with_capacity(node.content.len());
         let mut offset = 0u64;
         for id in &node.content {
             let loc = self.repo.locate(BlobType::Data, id)?;
-            let entries = plan.packs.entry(loc.pack).or_default();
-            let slot = *plan.seen.entry((loc.pack, *id)).or_insert_with(|| {
-                entries.push((loc, Vec::new()));
-                entries.len() - 1
-            });
-            entries[slot].1.push(Placement {
-                offset_in_pack: loc.blob.offset,
-                file: file_no,
-                file_offset: offset,
-            });
+            chunks.push((loc, offset));
             offset += u64::from(loc.blob.raw_length);
         }
         if offset != node.size {
@@ -280,18 +625,163 @@ impl<'a> Restore<'a> {
                 detail: format!("blobs add up to {offset} bytes but the node says {}", node.size),
             }));
         }
-        // The final size up front: holes stay holes, and a reader of a
-        // half-restored file sees its full length.
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_len(node.size))
-            .map_err(|e| ArchiveError::io("size file", &path, e))?;
-        plan.files.push(path.clone());
-        plan.result.files += 1;
-        plan.result.bytes += node.size;
+        if self.opts.verify {
+            plan.verify
+                .push((path.clone(), chunks.iter().map(|(l, _)| (l.blob.id, l.blob.raw_length)).collect()));
+        }
+        match existing {
+            // Compared after the walk, in parallel.
+            Existing::Compare(md) if md.is_file() => {
+                plan.compare.push((path.clone(), chunks, node.size));
+            }
+            _ => {
+                self.create_file(&path, node.size)?;
+                let need = vec![true; chunks.len()];
+                place(plan, path.clone(), &chunks, &need);
+            }
+        }
         plan.meta.push((path, node));
         Ok(())
+    }
+
+    /// Creates an empty file of the final size (holes stay holes, and a
+    /// reader of a half-restored file sees its full length).
+    fn create_file(&self, path: &Path, size: u64) -> Result<(), ArchiveError> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        replace_with(path, || {
+            OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map(|_| ())
+        })?;
+        open_for_writing(path)
+            .and_then(|f| f.set_len(size))
+            .map_err(|e| ArchiveError::io("size file", path, e))
+    }
+
+    /// Compares the existing files queued by the walk with their snapshot
+    /// content (reading several at once) and plans the chunks that differ.
+    fn compare_files(&self, plan: &mut Plan) -> Result<(), ArchiveError> {
+        let jobs = std::mem::take(&mut plan.compare);
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<(usize, Compared)>> = Mutex::new(Vec::new());
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        std::thread::scope(|s| {
+            for _ in 0..workers.min(jobs.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((path, chunks, size)) = jobs.get(i) else { return };
+                    let r = self.compare_file(path, chunks, *size);
+                    let failed = r.is_err();
+                    results.lock().push((i, r));
+                    if failed {
+                        // Stop the other workers early.
+                        next.store(usize::MAX / 2, Ordering::Relaxed);
+                        return;
+                    }
+                });
+            }
+        });
+        let mut results = results.into_inner();
+        results.sort_by_key(|(i, _)| *i);
+        for (i, r) in results {
+            let (path, chunks, size) = &jobs[i];
+            match r? {
+                Some(need) => {
+                    if !place(plan, path.clone(), chunks, &need) {
+                        plan.result.skipped += 1;
+                    }
+                }
+                None => {
+                    self.create_file(path, *size)?;
+                    place(plan, path.clone(), chunks, &vec![true; chunks.len()]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads an existing regular file with the snapshot's chunk boundaries:
+    /// which chunks must be written (their content hash differs). Makes
+    /// the file the right size and writable (unless a dry run). `None`
+    /// when the file cannot be read: it is then replaced.
+    fn compare_file(
+        &self,
+        path: &Path,
+        chunks: &[(BlobLocation, u64)],
+        size: u64,
+    ) -> Result<Option<Vec<bool>>, ArchiveError> {
+        let Ok(f) = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) else {
+            return Ok(None);
+        };
+        let md = f.metadata().map_err(|e| ArchiveError::io("stat", path, e))?;
+        if !md.is_file() {
+            return Ok(None);
+        }
+        let len = md.len();
+        let mut buf = Vec::new();
+        let mut need = Vec::with_capacity(chunks.len());
+        for (loc, off) in chunks {
+            if self.cancel.is_cancelled() {
+                return Err(ArchiveError::Cancelled);
+            }
+            let n = loc.blob.raw_length as usize;
+            if off + n as u64 > len {
+                need.push(true);
+                continue;
+            }
+            buf.resize(n, 0);
+            let same = f.read_exact_at(&mut buf, *off).is_ok() && Id::hash(&buf) == loc.blob.id;
+            need.push(!same);
+        }
+        let writes = len != size || need.iter().any(|&n| n);
+        if writes && md.nlink() > 1 {
+            // Writing in place would change the other names of the inode,
+            // which may be outside the target: replace the file instead.
+            return Ok(None);
+        }
+        if !self.opts.dry_run && writes {
+            if md.mode() & 0o200 == 0 {
+                use std::os::unix::fs::PermissionsExt;
+                f.set_permissions(std::fs::Permissions::from_mode((md.mode() & 0o7777) | 0o200))
+                    .map_err(|e| ArchiveError::io("make writable", path, e))?;
+            }
+            if len != size {
+                open_for_writing(path)
+                    .and_then(|w| w.set_len(size))
+                    .map_err(|e| ArchiveError::io("size file", path, e))?;
+            }
+        }
+        Ok(Some(need))
+    }
+
+    /// Re-reads every file of `files` and checks each chunk's content hash.
+    fn verify(&self, files: &[(PathBuf, Vec<(Id, u32)>)]) -> Result<(u64, Vec<Warning>), ArchiveError> {
+        let next = AtomicUsize::new(0);
+        let failures = Mutex::new(Vec::new());
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    let mut buf = Vec::new();
+                    loop {
+                        if self.cancel.is_cancelled() {
+                            return;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((path, chunks)) = files.get(i) else { return };
+                        if let Err(message) = verify_file(path, chunks, &mut buf) {
+                            failures.lock().push(Warning { path: path.clone(), message });
+                        }
+                    }
+                });
+            }
+        });
+        if self.cancel.is_cancelled() {
+            return Err(ArchiveError::Cancelled);
+        }
+        let mut failures = failures.into_inner();
+        failures.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((files.len() as u64, failures))
     }
 
     fn write_content(&self, plan: &Plan) -> Result<(), ArchiveError> {
@@ -363,7 +853,6 @@ impl<'a> Restore<'a> {
             let plain = decode_blob(self.repo.key(), loc, sealed)?;
             let zero = !self.opts.dense && is_zero(&plain);
             for p in places {
-                debug_assert_eq!(p.offset_in_pack, loc.blob.offset);
                 if !zero {
                     let path = &plan.files[p.file as usize];
                     let f = handles.get(p.file, path)?;
@@ -393,15 +882,61 @@ impl FileHandles {
         if open.len() >= 256 {
             open.clear();
         }
-        let f = Arc::new(
-            OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|e| ArchiveError::io("open for writing", path, e))?,
-        );
+        let f = Arc::new(open_for_writing(path).map_err(|e| ArchiveError::io("open for writing", path, e))?);
         open.insert(file, Arc::clone(&f));
         Ok(f)
     }
+}
+
+/// Plans the chunks of `path` marked in `need`; false if there are none.
+fn place(plan: &mut Plan, path: PathBuf, chunks: &[(BlobLocation, u64)], need: &[bool]) -> bool {
+    if !need.iter().any(|&n| n) {
+        return false;
+    }
+    let file_no = plan.files.len() as u32;
+    for ((loc, off), n) in chunks.iter().zip(need) {
+        if !n {
+            continue;
+        }
+        let entries = plan.packs.entry(loc.pack).or_default();
+        let slot = *plan.seen.entry((loc.pack, loc.blob.id)).or_insert_with(|| {
+            entries.push((*loc, Vec::new()));
+            entries.len() - 1
+        });
+        entries[slot].1.push(Placement { file: file_no, file_offset: *off });
+        plan.result.written += u64::from(loc.blob.raw_length);
+    }
+    plan.files.push(path);
+    true
+}
+
+/// Opens an existing file for writing; never through a symlink.
+fn open_for_writing(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path)
+}
+
+/// Checks a restored file against its chunks: the error says where it differs.
+fn verify_file(path: &Path, chunks: &[(Id, u32)], buf: &mut Vec<u8>) -> Result<(), String> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let len = f.metadata().map_err(|e| format!("cannot stat: {e}"))?.len();
+    let want: u64 = chunks.iter().map(|(_, n)| u64::from(*n)).sum();
+    if len != want {
+        return Err(format!("size is {len} bytes, the snapshot has {want}"));
+    }
+    let mut off = 0u64;
+    for (id, n) in chunks {
+        buf.resize(*n as usize, 0);
+        f.read_exact_at(buf, off).map_err(|e| format!("cannot read at offset {off}: {e}"))?;
+        if Id::hash(buf) != *id {
+            return Err(format!("content differs from the snapshot in bytes {off}..{}", off + u64::from(*n)));
+        }
+        off += u64::from(*n);
+    }
+    Ok(())
 }
 
 fn is_zero(b: &[u8]) -> bool {
