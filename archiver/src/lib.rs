@@ -55,6 +55,7 @@ mod prescan;
 mod progress;
 mod restore;
 mod restore_filter;
+mod restore_fs;
 mod scanner;
 mod scope;
 mod select;

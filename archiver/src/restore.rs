@@ -8,8 +8,8 @@
 //! a dry run, and re-reading everything written (`verify`).
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CString, OsStr, OsString};
-use std::fs::{File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::OpenOptions;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arch_index::{BlobLocation, BlobType, Id, PackId};
-use arch_repository::{decode_blob, FileKind, Node, NodeKind, Repository, Snapshot, Timestamp};
+use arch_repository::{decode_blob, FileKind, Node, NodeKind, Repository, Snapshot};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -25,9 +25,11 @@ use crate::backup::spawn;
 use crate::browse::{find_node, join_components, path_components};
 use crate::context::Warning;
 use crate::error::ArchiveError;
-use crate::metadata::write_xattr;
 use crate::progress::{NoProgress, Progress};
 use crate::restore_filter::{RestoreFilter, Selection};
+use crate::restore_fs::{
+    apply_metadata, cstr, is_zero, make_dir, open_for_writing, replace_with, verify_file, FileHandles,
+};
 use crate::scope::Scope;
 
 /// What to do with an entry that already exists in the target (only when
@@ -865,29 +867,6 @@ impl<'a> Restore<'a> {
     }
 }
 
-/// Open write handles, shared by the pack workers (a file's blobs may come
-/// from many packs). Bounded so a restore of millions of files does not
-/// exhaust descriptors.
-#[derive(Default)]
-struct FileHandles {
-    open: Mutex<HashMap<u32, Arc<File>>>,
-}
-
-impl FileHandles {
-    fn get(&self, file: u32, path: &Path) -> Result<Arc<File>, ArchiveError> {
-        let mut open = self.open.lock();
-        if let Some(f) = open.get(&file) {
-            return Ok(Arc::clone(f));
-        }
-        if open.len() >= 256 {
-            open.clear();
-        }
-        let f = Arc::new(open_for_writing(path).map_err(|e| ArchiveError::io("open for writing", path, e))?);
-        open.insert(file, Arc::clone(&f));
-        Ok(f)
-    }
-}
-
 /// Plans the chunks of `path` marked in `need`; false if there are none.
 fn place(plan: &mut Plan, path: PathBuf, chunks: &[(BlobLocation, u64)], need: &[bool]) -> bool {
     if !need.iter().any(|&n| n) {
@@ -908,119 +887,4 @@ fn place(plan: &mut Plan, path: PathBuf, chunks: &[(BlobLocation, u64)], need: &
     }
     plan.files.push(path);
     true
-}
-
-/// Opens an existing file for writing; never through a symlink.
-fn open_for_writing(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path)
-}
-
-/// Checks a restored file against its chunks: the error says where it differs.
-fn verify_file(path: &Path, chunks: &[(Id, u32)], buf: &mut Vec<u8>) -> Result<(), String> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let len = f.metadata().map_err(|e| format!("cannot stat: {e}"))?.len();
-    let want: u64 = chunks.iter().map(|(_, n)| u64::from(*n)).sum();
-    if len != want {
-        return Err(format!("size is {len} bytes, the snapshot has {want}"));
-    }
-    let mut off = 0u64;
-    for (id, n) in chunks {
-        buf.resize(*n as usize, 0);
-        f.read_exact_at(buf, off).map_err(|e| format!("cannot read at offset {off}: {e}"))?;
-        if Id::hash(buf) != *id {
-            return Err(format!("content differs from the snapshot in bytes {off}..{}", off + u64::from(*n)));
-        }
-        off += u64::from(*n);
-    }
-    Ok(())
-}
-
-fn is_zero(b: &[u8]) -> bool {
-    // SAFETY: u128 has no invalid bit patterns; align_to splits correctly.
-    let (pre, mid, post) = unsafe { b.align_to::<u128>() };
-    pre.iter().all(|&x| x == 0) && mid.iter().all(|&x| x == 0) && post.iter().all(|&x| x == 0)
-}
-
-/// Runs `create`; if the path exists (restoring over a tree), removes what
-/// is there (not a directory) and tries once more.
-fn replace_with(path: &Path, create: impl Fn() -> std::io::Result<()>) -> Result<(), ArchiveError> {
-    match create() {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let md = std::fs::symlink_metadata(path).map_err(|e| ArchiveError::io("stat", path, e))?;
-            if md.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }
-                .map_err(|e| ArchiveError::io("replace", path, e))?;
-            create().map_err(|e| ArchiveError::io("create", path, e))
-        }
-        r => r.map_err(|e| ArchiveError::io("create", path, e)),
-    }
-}
-
-/// Creates a directory; one already there is reused only if it is a real
-/// directory. Anything else in the way (a file, or a symlink that could
-/// lead the restore out of its target) is replaced.
-fn make_dir(path: &Path) -> Result<(), ArchiveError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(md) if md.is_dir() => Ok(()),
-        Ok(_) => {
-            std::fs::remove_file(path).map_err(|e| ArchiveError::io("replace", path, e))?;
-            std::fs::create_dir(path).map_err(|e| ArchiveError::io("create directory", path, e))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir(path).map_err(|e| ArchiveError::io("create directory", path, e))
-        }
-        Err(e) => Err(ArchiveError::io("stat", path, e)),
-    }
-}
-
-fn cstr(path: &Path) -> Result<CString, ArchiveError> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| ArchiveError::Invalid(format!("path {} contains a NUL byte", path.display())))
-}
-
-fn timespec(t: Timestamp) -> libc::timespec {
-    libc::timespec { tv_sec: t.0 as libc::time_t, tv_nsec: t.1 as libc::c_long }
-}
-
-fn apply_metadata(
-    path: &Path,
-    node: &Node,
-    is_root: bool,
-    warnings: &mut Vec<Warning>,
-) -> Result<(), ArchiveError> {
-    let c = cstr(path)?;
-    let mut warn = |what: &str, e: std::io::Error| {
-        warnings.push(Warning { path: path.to_path_buf(), message: format!("{what}: {e}") });
-    };
-    if is_root {
-        // SAFETY: c is a valid path.
-        if unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) } != 0 {
-            warn("set owner", std::io::Error::last_os_error());
-        }
-    }
-    for x in &node.xattrs {
-        if let Err(e) = write_xattr(path, x) {
-            warn("set extended attribute", e);
-        }
-    }
-    if node.kind != NodeKind::Symlink {
-        // After chown, which clears set-id bits.
-        // SAFETY: c is a valid path.
-        if unsafe { libc::chmod(c.as_ptr(), node.mode as libc::mode_t) } != 0 {
-            return Err(ArchiveError::io("set mode", path, std::io::Error::last_os_error()));
-        }
-    }
-    // No recorded atime (the default): use the mtime, as a fresh copy would.
-    let atime = if node.atime == Timestamp::default() { node.mtime } else { node.atime };
-    let times = [timespec(atime), timespec(node.mtime)];
-    // SAFETY: c is a valid path and times has two entries.
-    let rc =
-        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
-    if rc != 0 {
-        return Err(ArchiveError::io("set times", path, std::io::Error::last_os_error()));
-    }
-    Ok(())
 }
