@@ -6,6 +6,25 @@
 //! [`BlobEncoder`]) and keeps the [`arch_index::MasterIndex`] of where every
 //! blob lives. Trees and snapshots are the metadata a backup leaves behind.
 //! The on-disk format is specified in docs/FORMAT.md.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arch_repository::{FileKind, InitOptions, KdfParams, LocalBackend, Repository, RepoError};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let opts = InitOptions::default().kdf(KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 });
+//! let repo = Repository::init(Arc::new(LocalBackend::new(dir.path())), b"secret", &opts)?;
+//! // Every object is sealed and named by the blake3 of its stored bytes.
+//! let id = repo.save_object(FileKind::Snapshot, b"{}")?;
+//! assert_eq!(repo.load_object(FileKind::Snapshot, &id)?, b"{}");
+//! // The stored bytes do not contain the plaintext.
+//! let stored = std::fs::read(dir.path().join("snapshots").join(id.to_hex()))?;
+//! assert!(!stored.windows(2).any(|w| w == b"{}"));
+//! // A wrong password is refused with its own error.
+//! let wrong = Repository::open(Arc::new(LocalBackend::new(dir.path())), b"guess");
+//! assert!(matches!(wrong, Err(RepoError::WrongPassword { .. })));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![warn(missing_docs)]
 
