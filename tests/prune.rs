@@ -32,6 +32,13 @@ fn restores_exactly(repo: &Repository, snap: &Snapshot, src_copy: &Path, work: &
     common::assert_trees_equal(src_copy, &restored);
 }
 
+/// `check --read-data` finds nothing wrong.
+fn read_data_clean(repo: &Repository) {
+    let opts = arch_archiver::CheckOptions::default().read_data(arch_archiver::ReadData::All);
+    let report = arch_archiver::check(repo, &opts, &arch_archiver::NoCheckProgress).unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
 fn forget(repo_dir: &Path, id: &arch_archiver::Id) {
     std::fs::remove_file(repo_dir.join("snapshots").join(id.to_hex())).unwrap();
 }
@@ -82,6 +89,7 @@ fn unused_packs_are_marked_first_and_deleted_after_the_grace_period() {
     assert_eq!(r3.bytes_deleted, r1.bytes_marked);
     let repo = common::open_repo(&repo_dir);
     restores_exactly(&repo, &second.snapshot, &kept_copy, &work, "out2");
+    read_data_clean(&repo);
     // A new backup of the removed data stores it again (nothing stale is trusted).
     let again = Backup::new(&repo, [&kept_copy]).run().unwrap();
     restores_exactly(&repo, &again.snapshot, &kept_copy, &work, "out3");
@@ -131,6 +139,7 @@ fn partly_used_packs_are_repacked_and_everything_still_restores() {
     assert!(after < before, "{before} -> {after}");
     let repo = common::open_repo(&repo_dir);
     restores_exactly(&repo, &second.snapshot, &src, &work, "out");
+    read_data_clean(&repo);
     // A second prune finds nothing left to do.
     let again = prune(&repo, &PruneOptions::default().max_unused(0.0).grace(Duration::ZERO)).unwrap();
     assert_eq!(
@@ -307,6 +316,9 @@ fn prune_survives_sigkill(kills: u32) {
         kill(&mut child, libc::SIGKILL);
         child.wait().unwrap();
         let repo = common::open_repo(&repo_dir);
+        let report =
+            arch_archiver::check(&repo, &Default::default(), &arch_archiver::NoCheckProgress).unwrap();
+        assert!(report.is_ok(), "after kill {k}: {:?}", report.problems);
         for (i, (snap, src)) in kept.iter().enumerate() {
             restores_exactly(&repo, snap, src, &work, &format!("out-{k}-{i}"));
             std::fs::remove_dir_all(work.join(format!("out-{k}-{i}"))).unwrap();
@@ -327,6 +339,7 @@ fn prune_survives_sigkill(kills: u32) {
     for (i, (snap, src)) in kept.iter().enumerate() {
         restores_exactly(&repo, snap, src, &work, &format!("final-{i}"));
     }
+    read_data_clean(&repo);
 }
 
 #[test]
