@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use arch_archiver::{add_key, change_password, current_key_id, find_key, list_keys, remove_key, KdfParams};
+use arch_archiver::{add_key, change_password, find_key, list_keys, remove_key, KdfParams};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -79,8 +79,9 @@ pub fn run(cli: &Cli, args: &KeyArgs) -> Result<i32> {
     let loc = crate::repo::location(cli)?;
     let password = crate::password::get(cli.password_file.as_deref(), false)?;
     let backend = std::sync::Arc::new(arch_archiver::LocalBackend::new(&loc.path));
-    let repo = arch_archiver::Repository::open(backend, &password)?;
-    let current = current_key_id(&repo, &password)?;
+    // Key management needs no index.
+    let repo = arch_archiver::Repository::open_unindexed(backend, &password)?;
+    let current = repo.key_id();
     match &args.action {
         KeyAction::List => {
             let keys = list_keys(&repo)?;
@@ -88,7 +89,7 @@ pub fn run(cli: &Cli, args: &KeyArgs) -> Result<i32> {
                 let v: Vec<_> = keys
                     .iter()
                     .map(|(id, k)| {
-                        json!({"id": id.to_hex(), "short_id": id.short(), "current": Some(*id) == current,
+                        json!({"id": id.to_hex(), "short_id": id.short(), "current": *id == current,
                                "created": k.created, "hostname": k.hostname, "username": k.username,
                                "kdf": k.kdf, "params": k.params})
                     })
@@ -97,7 +98,7 @@ pub fn run(cli: &Cli, args: &KeyArgs) -> Result<i32> {
             } else {
                 println!(" {:<8}  {:<25}  {:<16}  user", "id", "created", "host");
                 for (id, k) in &keys {
-                    let mark = if Some(*id) == current { '*' } else { ' ' };
+                    let mark = if *id == current { '*' } else { ' ' };
                     let created = chrono::DateTime::parse_from_rfc3339(&k.created)
                         .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
                         .unwrap_or_else(|_| k.created.clone());
@@ -111,13 +112,11 @@ pub fn run(cli: &Cli, args: &KeyArgs) -> Result<i32> {
         }
         KeyAction::Remove { id } => {
             let id = find_key(&repo, id)?;
-            remove_key(&repo, &id, current.as_ref())?;
+            remove_key(&repo, &id, Some(&current))?;
             report(cli, "removed", &id.to_hex(), &format!("removed key {}", id.short()));
         }
         KeyAction::Passwd(_) => {
-            let Some(cur) = current else {
-                bail!("cannot tell which key file the password opens; add a key with 'arch key add' instead");
-            };
+            let cur = current;
             let id = change_password(&repo, &cur, new.as_deref().unwrap_or_default(), KdfParams::default())?;
             report(
                 cli,

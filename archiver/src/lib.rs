@@ -71,9 +71,9 @@ mod uploader;
 
 pub use arch_index::{BlobId, BlobType, Id, MasterIndexOptions};
 pub use arch_repository::{
-    add_key, change_password, current_key_id, find_key, group_snapshots, list_keys, remove_key,
-    remove_snapshot, retag_snapshot, ForgetPolicy, GroupBy, GroupKey, KeyFile, RetentionDuration, TagChange,
-    Verdict, UNLIMITED,
+    add_key, change_password, find_key, group_snapshots, list_keys, remove_key, remove_snapshot,
+    retag_snapshot, ForgetPolicy, GroupBy, GroupKey, KeyFile, RetentionDuration, TagChange, Verdict,
+    UNLIMITED,
 };
 pub use arch_repository::{
     check, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem, ProblemKind,

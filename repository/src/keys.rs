@@ -36,29 +36,6 @@ fn read_key(repo: &Repository, id: &Id) -> Result<KeyFile, RepoError> {
     serde_json::from_slice(&bytes).map_err(|e| RepoError::corrupt(what, e.to_string()))
 }
 
-/// The id of the key file that `password` opens, as [`Repository::open`]
-/// chose it (the first in name order that opens), and that unwraps this
-/// repository's master key. `None` if no key file does (the password is
-/// not the one the repository was opened with). Costs one key derivation
-/// per key file tried.
-pub fn current_key_id(repo: &Repository, password: &[u8]) -> Result<Option<Id>, RepoError> {
-    for info in repo.backend().list(FileKind::Key)? {
-        let Some(id) = Id::from_hex(&info.name) else { continue };
-        // Key files this build cannot use are skipped, as open does.
-        let Ok(kf) = read_key(repo, &id) else { continue };
-        if let Ok(Some(k)) = kf.open(password, &format!("key {}", id.short())) {
-            if same_key(k.bytes(), repo.key().bytes()) {
-                return Ok(Some(id));
-            }
-        }
-    }
-    Ok(None)
-}
-
-fn same_key(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Resolves a key id or a unique prefix of at least 4 hex characters.
 pub fn find_key(repo: &Repository, spec: &str) -> Result<Id, RepoError> {
     let spec_l = spec.to_ascii_lowercase();
@@ -153,7 +130,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = Arc::new(LocalBackend::new(dir.path()));
         let repo = Repository::init(backend.clone(), b"one", &InitOptions::default().kdf(fast())).unwrap();
-        let first = current_key_id(&repo, b"one").unwrap().unwrap();
+        let first = repo.key_id();
         assert_eq!(list_keys(&repo).unwrap().len(), 1);
         assert!(remove_key(&repo, &first, None).unwrap_err().to_string().contains("last key"));
         assert!(remove_key(&repo, &first, Some(&first)).unwrap_err().to_string().contains("arch key passwd"));
@@ -161,8 +138,8 @@ mod tests {
         let second = add_key(&repo, b"two", fast()).unwrap();
         assert_eq!(find_key(&repo, &second.to_hex()[..8]).unwrap(), second);
         let other = Repository::open(backend.clone(), b"two").unwrap();
-        assert_eq!(current_key_id(&other, b"two").unwrap(), Some(second));
-        assert_eq!(current_key_id(&other, b"nope").unwrap(), None);
+        assert_eq!(other.key_id(), second);
+        assert!(matches!(Repository::open(backend.clone(), b"nope"), Err(RepoError::WrongPassword { .. })));
         remove_key(&repo, &second, Some(&first)).unwrap();
         assert!(Repository::open(backend.clone(), b"two").is_err());
 

@@ -63,7 +63,7 @@ pub use crypto::{AuthError, Key, SEAL_OVERHEAD};
 pub use error::{BackendError, RepoError};
 pub use filter::SnapshotFilter;
 pub use key_file::{KdfParams, KeyFile};
-pub use keys::{add_key, change_password, current_key_id, find_key, list_keys, remove_key};
+pub use keys::{add_key, change_password, find_key, list_keys, remove_key};
 pub use local::LocalBackend;
 pub use lock::{list_locks, remove_locks, Lease, LockInfo, REFRESH_EVERY, STALE_AFTER};
 pub use pack::{decode_pack_header, parse_pack, FinishedPack, PackWriter};

@@ -26,6 +26,7 @@ pub struct Repository {
     key: Key,
     config: Config,
     index: MasterIndex,
+    key_id: Id,
 }
 
 impl std::fmt::Debug for Repository {
@@ -52,14 +53,15 @@ impl Repository {
         let kf =
             KeyFile::create(&key, password, opts.kdf.clone().unwrap_or_default(), &hostname(), &username())?;
         let json = serde_json::to_vec_pretty(&kf).expect("key file serializes");
-        backend.create(FileKind::Key, &Id::hash(&json).to_hex(), &json)?;
+        let key_id = Id::hash(&json);
+        backend.create(FileKind::Key, &key_id.to_hex(), &json)?;
         let sealed = seal_object(
             &key,
             &serde_json::to_vec(&config).expect("config serializes"),
             config.compression_level,
         );
         backend.create(FileKind::Config, "config", &sealed)?;
-        Ok(Repository { backend, key, config, index: MasterIndex::new(Default::default()) })
+        Ok(Repository { backend, key, config, index: MasterIndex::new(Default::default()), key_id })
     }
 
     /// Opens an existing repository: finds a key file the password opens,
@@ -94,15 +96,15 @@ impl Repository {
                 .and_then(|kf| kf.open(password, &what));
             match opened {
                 Ok(Some(k)) => {
-                    key = Some(k);
+                    key = Id::from_hex(&info.name).map(|id| (k, id));
                     break;
                 }
                 Ok(None) => tried += 1,
                 Err(e) => unusable = unusable.or(Some(e)),
             }
         }
-        let key = match (key, unusable) {
-            (Some(k), _) => k,
+        let (key, key_id) = match (key, unusable) {
+            (Some(found), _) => found,
             (None, Some(e)) if tried == 0 => return Err(e),
             (None, _) => return Err(RepoError::WrongPassword { location }),
         };
@@ -111,7 +113,7 @@ impl Repository {
         let config: Config =
             serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt("config", e.to_string()))?;
         config.validate()?;
-        Ok(Repository { backend, key, config, index: MasterIndex::new(Default::default()) })
+        Ok(Repository { backend, key, config, index: MasterIndex::new(Default::default()), key_id })
     }
 
     /// Replaces the master index's options (before a backup starts); the
@@ -164,6 +166,12 @@ impl Repository {
     /// The master key.
     pub fn key(&self) -> &Key {
         &self.key
+    }
+
+    /// The key file that opened this repository (for a new one: the key
+    /// file `init` wrote).
+    pub fn key_id(&self) -> Id {
+        self.key_id
     }
 
     /// The repository config.
