@@ -9,8 +9,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{bail, Result};
 use arch_archiver::{
-    escape_path, load_index_file, read_pack_header, resolve_blob_prefix, resolve_object_prefix,
-    resolve_snapshot_spec, BlobType, FileKind, Id, PackedBlob, Repository,
+    escape_path, read_pack_header, resolve_blob_prefix, resolve_object_prefix, resolve_snapshot_spec,
+    BlobType, FileKind, Id, PackedBlob, Repository,
 };
 use clap::{Args, ValueEnum};
 
@@ -83,7 +83,7 @@ fn run_inner(cli: &Cli, args: &CatArgs) -> Result<i32> {
         }
         CatKind::Index => {
             let iid = resolve_object_prefix(&repo, FileKind::Index, &id)?;
-            let file = load_index_file(&repo, &iid)?;
+            let file = repo.load_index_file(&iid)?;
             serde_json::json!({
                 "id": iid.to_hex(),
                 "supersedes": file.supersedes.iter().map(Id::to_hex).collect::<Vec<_>>(),

@@ -10,7 +10,9 @@
 use std::io::Read;
 
 use arch_index::{BlobId, BlobType, Id};
-use arch_repository::{FileKind, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotFilter};
+use arch_repository::{
+    FileKind, Node, NodeKind, PrefixMatch, RepoError, Repository, Snapshot, SnapshotFilter,
+};
 
 use crate::error::ArchiveError;
 
@@ -284,23 +286,17 @@ impl IdPrefix {
 /// among the stored objects of `kind`. Errors name the kind and say what
 /// to do when nothing or more than one object matches.
 pub fn resolve_object_prefix(repo: &Repository, kind: FileKind, prefix: &str) -> Result<Id, ArchiveError> {
-    let p = IdPrefix::parse(prefix)?;
-    if prefix.len() < 4 {
-        return Err(ArchiveError::Invalid(format!("{kind} id {prefix:?}: give at least 4 hex characters")));
-    }
-    let mut found = None;
-    for info in repo.backend().list(kind).map_err(RepoError::from)? {
-        let Some(id) = Id::from_hex(&info.name) else { continue };
-        if p.matches(&id) {
-            if found.is_some() {
-                return Err(ArchiveError::Invalid(format!(
-                    "{kind} id prefix {prefix:?} is ambiguous; give more characters"
-                )));
-            }
-            found = Some(id);
+    match repo.match_prefix(kind, prefix)? {
+        PrefixMatch::One(id) => Ok(id),
+        PrefixMatch::Invalid => {
+            IdPrefix::parse(prefix)?;
+            Err(ArchiveError::Invalid(format!("{kind} id {prefix:?}: give at least 4 hex characters")))
         }
+        PrefixMatch::None => Err(ArchiveError::Invalid(format!("no {kind} matches {prefix:?}"))),
+        PrefixMatch::Many(_) => Err(ArchiveError::Invalid(format!(
+            "{kind} id prefix {prefix:?} is ambiguous; give more characters"
+        ))),
     }
-    found.ok_or_else(|| ArchiveError::Invalid(format!("no {kind} matches {prefix:?}")))
 }
 
 /// Resolves a unique blob id prefix among the indexed blobs of type `t`.
@@ -324,17 +320,6 @@ pub fn resolve_blob_prefix(repo: &Repository, t: BlobType, prefix: &str) -> Resu
         }
     }
     found.ok_or_else(|| ArchiveError::Invalid(format!("no indexed blob matches {prefix:?}")))
-}
-
-/// Reads and decodes an index file.
-pub fn load_index_file(repo: &Repository, id: &Id) -> Result<IndexFile, ArchiveError> {
-    let plain = repo.load_object(FileKind::Index, id)?;
-    IndexFile::decode(&plain).map_err(|e| {
-        ArchiveError::Repo(RepoError::Corrupt {
-            what: format!("index {}", id.short()),
-            detail: e.to_string(),
-        })
-    })
 }
 
 /// Reads a pack's header (only its tail is read, not the blobs) and

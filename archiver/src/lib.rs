@@ -87,11 +87,11 @@ pub use arch_repository::{
 pub use arch_repository::{parse_size, prune, PruneOptions, PruneReport};
 pub use backup::{Backup, BackupResult};
 pub use browse::{
-    diff_trees, dump_archive, dump_file, escape_path, find_node, join_components, load_index_file,
-    metadata_differs, path_components, read_pack_header, resolve_blob_prefix, resolve_object_prefix,
-    resolve_snapshot_spec, root_node, split_snapshot_spec, stats, walk_tree, ArchiveFormat, Change,
-    Compression, ContentReader, DiffOptions, DiffStats, DiffVisitor, DumpStats, FindQuery, FindVisitor,
-    Finder, IdPrefix, IndexFile, PackEntry, PackedBlob, RepoStats, StatsMode, WalkControl, WalkVisitor,
+    diff_trees, dump_archive, dump_file, escape_path, find_node, join_components, metadata_differs,
+    path_components, read_pack_header, resolve_blob_prefix, resolve_object_prefix, resolve_snapshot_spec,
+    root_node, split_snapshot_spec, stats, walk_tree, ArchiveFormat, Change, Compression, ContentReader,
+    DiffOptions, DiffStats, DiffVisitor, DumpStats, FindQuery, FindVisitor, Finder, IdPrefix, IndexFile,
+    PackEntry, PackedBlob, RepoStats, StatsMode, WalkControl, WalkVisitor,
 };
 pub use context::Warning;
 pub use copy::{copy_snapshots, CopyReport};

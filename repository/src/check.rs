@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use arch_index::{BlobId, BlobLocation, BlobType, Id, IndexFile, PackId, PackedBlob};
+use arch_index::{BlobId, BlobLocation, BlobType, Id, PackId, PackedBlob};
 use parking_lot::Mutex;
 
 use crate::backend::FileKind;
@@ -271,10 +271,7 @@ impl Checker<'_> {
             if self.stop() {
                 return Ok(());
             }
-            let file = self.repo.load_object(FileKind::Index, &id).and_then(|plain| {
-                IndexFile::decode(&plain)
-                    .map_err(|e| RepoError::corrupt(format!("index {}", id.short()), e.to_string()))
-            });
+            let file = self.repo.load_index_file(&id);
             self.progress.advance(1, 0);
             match file {
                 Ok(f) => files.push((id, f)),

@@ -13,7 +13,7 @@ use arch_index::Id;
 use crate::backend::FileKind;
 use crate::error::RepoError;
 use crate::key_file::{KdfParams, KeyFile};
-use crate::repo::Repository;
+use crate::repo::{PrefixMatch, Repository};
 
 /// Every key file of the repository with its id, in name order (the order
 /// [`Repository::open`] tries them). A key file whose content does not
@@ -38,28 +38,17 @@ fn read_key(repo: &Repository, id: &Id) -> Result<KeyFile, RepoError> {
 
 /// Resolves a key id or a unique prefix of at least 4 hex characters.
 pub fn find_key(repo: &Repository, spec: &str) -> Result<Id, RepoError> {
-    let spec_l = spec.to_ascii_lowercase();
-    if spec_l.len() < 4 || spec_l.len() > 64 || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(RepoError::InvalidOption(format!(
+    match repo.match_prefix(FileKind::Key, spec)? {
+        PrefixMatch::One(id) => Ok(id),
+        PrefixMatch::Invalid => Err(RepoError::InvalidOption(format!(
             "key {spec:?}: give at least 4 hex characters of a key id ('arch key list' shows them)"
-        )));
-    }
-    let matches: Vec<String> = repo
-        .backend()
-        .list(FileKind::Key)?
-        .into_iter()
-        .map(|i| i.name)
-        .filter(|n| n.starts_with(&spec_l))
-        .collect();
-    match matches.as_slice() {
-        [one] => Id::from_hex(one).ok_or_else(|| RepoError::corrupt("keys", format!("bad key name {one}"))),
-        [] => Err(RepoError::InvalidOption(format!(
+        ))),
+        PrefixMatch::None => Err(RepoError::InvalidOption(format!(
             "no key matches {spec:?} in {}; 'arch key list' shows them",
             repo.backend().location()
         ))),
-        many => Err(RepoError::InvalidOption(format!(
-            "key prefix {spec:?} is ambiguous ({} matches); give more characters",
-            many.len()
+        PrefixMatch::Many(n) => Err(RepoError::InvalidOption(format!(
+            "key prefix {spec:?} is ambiguous ({n} matches); give more characters"
         ))),
     }
 }

@@ -68,7 +68,7 @@ pub use local::LocalBackend;
 pub use lock::{list_locks, remove_locks, Lease, LockInfo, REFRESH_EVERY, STALE_AFTER};
 pub use pack::{decode_pack_header, parse_pack, FinishedPack, PackWriter};
 pub use prune::{prune, PruneOptions, PruneReport};
-pub use repo::{hostname, username, Repository};
+pub use repo::{hostname, username, PrefixMatch, Repository};
 pub use retention::{
     group_snapshots, ForgetPolicy, GroupBy, GroupKey, RetentionDuration, Verdict, UNLIMITED,
 };

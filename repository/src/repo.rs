@@ -145,17 +145,20 @@ impl Repository {
         let mut out = Vec::new();
         for info in self.backend.list(FileKind::Index)? {
             let id = Id::from_hex(&info.name).expect("backend lists valid names");
-            let plain = self.load_object(FileKind::Index, &id)?;
-            let file = IndexFile::decode(&plain).map_err(|e| match e {
-                arch_index::IndexError::UnsupportedVersion(v) => RepoError::UnsupportedVersion {
-                    what: format!("index {}", id.short()),
-                    version: u32::from(v),
-                },
-                e => RepoError::corrupt(format!("index {}", id.short()), e.to_string()),
-            })?;
-            out.push((id, file));
+            out.push((id, self.load_index_file(&id)?));
         }
         Ok(out)
+    }
+
+    /// Reads, verifies and decodes one index file.
+    pub fn load_index_file(&self, id: &Id) -> Result<IndexFile, RepoError> {
+        let plain = self.load_object(FileKind::Index, id)?;
+        IndexFile::decode(&plain).map_err(|e| match e {
+            arch_index::IndexError::UnsupportedVersion(v) => {
+                RepoError::UnsupportedVersion { what: format!("index {}", id.short()), version: u32::from(v) }
+            }
+            e => RepoError::corrupt(format!("index {}", id.short()), e.to_string()),
+        })
     }
 
     /// The storage backend.
@@ -275,33 +278,40 @@ impl Repository {
                 },
             );
         }
-        let spec_l = spec.to_ascii_lowercase();
-        if spec_l.len() < 4 || spec_l.len() > 64 || !spec_l.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(RepoError::SnapshotSelection(format!(
+        match self.match_prefix(FileKind::Snapshot, spec)? {
+            PrefixMatch::One(id) => Ok((id, self.load_snapshot(&id)?)),
+            PrefixMatch::Invalid => Err(RepoError::SnapshotSelection(format!(
                 "snapshot {spec:?}: give 'latest' or at least 4 hex characters of a snapshot id"
-            )));
-        }
-        let matches: Vec<String> = self
-            .backend
-            .list(FileKind::Snapshot)?
-            .into_iter()
-            .map(|i| i.name)
-            .filter(|n| n.starts_with(&spec_l))
-            .collect();
-        match matches.as_slice() {
-            [one] => {
-                let id = Id::from_hex(one).expect("valid name");
-                Ok((id, self.load_snapshot(&id)?))
-            }
-            [] => Err(RepoError::SnapshotSelection(format!(
+            ))),
+            PrefixMatch::None => Err(RepoError::SnapshotSelection(format!(
                 "no snapshot matches {spec:?} in {}; 'arch snapshots' lists them",
                 self.backend.location()
             ))),
-            many => Err(RepoError::SnapshotSelection(format!(
-                "snapshot prefix {spec:?} is ambiguous ({} matches); give more characters",
-                many.len()
+            PrefixMatch::Many(n) => Err(RepoError::SnapshotSelection(format!(
+                "snapshot prefix {spec:?} is ambiguous ({n} matches); give more characters"
             ))),
         }
+    }
+
+    /// Resolves an id prefix (4 to 64 hex characters, either case) among the
+    /// stored objects of `kind`; callers word the failures for their users.
+    pub fn match_prefix(&self, kind: FileKind, prefix: &str) -> Result<PrefixMatch, RepoError> {
+        let p = prefix.to_ascii_lowercase();
+        if p.len() < 4 || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(PrefixMatch::Invalid);
+        }
+        let mut found: Vec<Id> = self
+            .backend
+            .list(kind)?
+            .iter()
+            .filter(|i| i.name.starts_with(&p))
+            .filter_map(|i| Id::from_hex(&i.name))
+            .collect();
+        Ok(match found.len() {
+            0 => PrefixMatch::None,
+            1 => PrefixMatch::One(found.pop().expect("one")),
+            n => PrefixMatch::Many(n),
+        })
     }
 
     /// Every snapshot passing `filter`, oldest first.
@@ -337,6 +347,19 @@ impl Repository {
         let bytes = self.read_blob(BlobType::Tree, id)?;
         Tree::decode(&bytes, || format!("tree {}", id.short()))
     }
+}
+
+/// What an id prefix matched (see [`Repository::match_prefix`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefixMatch {
+    /// Exactly this object.
+    One(Id),
+    /// Nothing.
+    None,
+    /// This many objects: the prefix is ambiguous.
+    Many(usize),
+    /// Not 4 to 64 hex characters.
+    Invalid,
 }
 
 impl IndexSink for Repository {
