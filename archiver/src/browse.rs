@@ -334,17 +334,7 @@ pub fn read_pack_header(repo: &Repository, pack: &Id) -> Result<Vec<PackedBlob>,
         .find(|i| i.name == name)
         .map(|i| i.size)
         .ok_or_else(|| ArchiveError::Invalid(format!("pack {} does not exist", pack.short())))?;
-    let damaged = |d: &str| {
-        ArchiveError::Repo(RepoError::Corrupt { what: format!("pack {}", pack.short()), detail: d.into() })
-    };
-    if size < 4 {
-        return Err(damaged("shorter than its trailer"));
-    }
-    let tail = repo.backend().read_range(FileKind::Pack, &name, size - 4, 4).map_err(RepoError::from)?;
-    let hlen = u64::from(u32::from_le_bytes(tail[..4].try_into().map_err(|_| damaged("short trailer"))?));
-    let start = (size - 4).checked_sub(hlen).ok_or_else(|| damaged("header length exceeds pack size"))?;
-    let sealed = repo.backend().read_range(FileKind::Pack, &name, start, hlen).map_err(RepoError::from)?;
-    Ok(arch_repository::decode_pack_header(repo.key(), pack, &sealed, start)?)
+    Ok(repo.read_pack_header(pack, size)?)
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::backend::FileKind;
 use crate::blob_codec::decode_blob;
 use crate::error::RepoError;
-use crate::pack::{decode_pack_header, PackWriter};
+use crate::pack::PackWriter;
 use crate::repo::Repository;
 
 /// Options of [`prune`]. Zero values mean the documented defaults.
@@ -179,7 +179,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport, Repo
             continue;
         }
         report.packs_unindexed += 1;
-        let blobs = read_header(repo, pack, *size).unwrap_or_default();
+        let blobs = repo.read_pack_header(pack, *size).unwrap_or_default();
         unindexed.packs.push(PackEntry { pack: *pack, blobs: blobs.clone() });
         packs.insert(*pack, PackState { blobs, marked_at: None, size: *size });
     }
@@ -375,15 +375,6 @@ fn used_blobs(repo: &Repository) -> Result<HashSet<(BlobType, Id)>, RepoError> {
         }
     }
     Ok(used)
-}
-
-fn read_header(repo: &Repository, pack: &PackId, size: u64) -> Option<Vec<PackedBlob>> {
-    let name = pack.to_hex();
-    let tail = repo.backend().read_range(FileKind::Pack, &name, size.checked_sub(4)?, 4).ok()?;
-    let hlen = u64::from(u32::from_le_bytes(tail.try_into().ok()?));
-    let start = size.checked_sub(4 + hlen)?;
-    let sealed = repo.backend().read_range(FileKind::Pack, &name, start, hlen).ok()?;
-    decode_pack_header(repo.key(), pack, &sealed, start).ok()
 }
 
 fn store(repo: &Repository, w: PackWriter) -> Result<PackEntry, RepoError> {

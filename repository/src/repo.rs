@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
-use arch_index::{BlobId, BlobLocation, BlobType, Id, IndexFile, IndexSink, MasterIndex, SinkError};
+use arch_index::{
+    BlobId, BlobLocation, BlobType, Id, IndexFile, IndexSink, MasterIndex, PackId, PackedBlob, SinkError,
+};
 
 use crate::backend::{Backend, FileKind};
 use crate::blob_codec::decode_blob;
@@ -11,7 +13,7 @@ use crate::error::RepoError;
 use crate::filter::SnapshotFilter;
 use crate::key_file::{KdfParams, KeyFile};
 use crate::object::{open_object, seal_object};
-use crate::pack::FinishedPack;
+use crate::pack::{decode_pack_header, header_length, FinishedPack};
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
 
@@ -340,6 +342,20 @@ impl Repository {
             },
             id: *id,
         })
+    }
+
+    /// Reads and opens the header of a pack of `size` bytes (two range
+    /// reads of its tail; the blobs are not read).
+    pub fn read_pack_header(&self, pack: &PackId, size: u64) -> Result<Vec<PackedBlob>, RepoError> {
+        let name = pack.to_hex();
+        let damaged = |d: &str| RepoError::corrupt(format!("pack {}", pack.short()), d);
+        let tail_at = size.checked_sub(4).ok_or_else(|| damaged("shorter than its trailer"))?;
+        let tail = self.backend.read_range(FileKind::Pack, &name, tail_at, 4)?;
+        let tail: [u8; 4] = tail[..].try_into().map_err(|_| damaged("short trailer"))?;
+        let hlen = u64::from(header_length(&tail));
+        let start = tail_at.checked_sub(hlen).ok_or_else(|| damaged("header length exceeds pack size"))?;
+        let sealed = self.backend.read_range(FileKind::Pack, &name, start, hlen)?;
+        decode_pack_header(&self.key, pack, &sealed, start)
     }
 
     /// Loads and decodes a tree blob.
