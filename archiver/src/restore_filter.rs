@@ -6,9 +6,10 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 
 use crate::error::ArchiveError;
+use crate::select::glob_set;
 
 /// What to do with one entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,32 +29,6 @@ pub(crate) struct RestoreFilter {
     excludes: GlobSet,
 }
 
-/// The same pattern language as backup's excludes: a pattern starting with
-/// `/` is anchored at the snapshot root; any other pattern matches at any
-/// depth. `*` does not cross `/`; `**` does.
-fn glob_for(pattern: &str) -> String {
-    let p = pattern.trim_end_matches('/');
-    if p.starts_with('/') {
-        p.to_string()
-    } else {
-        format!("**/{p}")
-    }
-}
-
-fn build(what: &str, patterns: &[(&String, bool)]) -> Result<GlobSet, ArchiveError> {
-    let mut set = GlobSetBuilder::new();
-    for (pattern, insensitive) in patterns {
-        let glob = GlobBuilder::new(&glob_for(pattern))
-            .literal_separator(true)
-            .case_insensitive(*insensitive)
-            .backslash_escape(true)
-            .build()
-            .map_err(|e| ArchiveError::Invalid(format!("{what} pattern {pattern:?}: {e}")))?;
-        set.add(glob);
-    }
-    set.build().map_err(|e| ArchiveError::Invalid(format!("{what} patterns: {e}")))
-}
-
 impl RestoreFilter {
     pub(crate) fn new(
         includes: &[String],
@@ -65,8 +40,8 @@ impl RestoreFilter {
             includes.iter().map(|p| (p, false)).chain(iincludes.iter().map(|p| (p, true))).collect();
         let exc: Vec<_> =
             excludes.iter().map(|p| (p, false)).chain(iexcludes.iter().map(|p| (p, true))).collect();
-        let includes = if inc.is_empty() { None } else { Some(build("include", &inc)?) };
-        Ok(RestoreFilter { includes, excludes: build("exclude", &exc)? })
+        let includes = if inc.is_empty() { None } else { Some(glob_set("include", &inc)?) };
+        Ok(RestoreFilter { includes, excludes: glob_set("exclude", &exc)? })
     }
 
     /// The selection of the entry at `snap_path` (absolute, inside the

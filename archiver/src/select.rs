@@ -58,20 +58,31 @@ fn glob_for(pattern: &str) -> String {
     }
 }
 
+/// Compiles patterns (each with "ignore case") in that language; `what`
+/// ("exclude", "include") names them in errors.
+pub(crate) fn glob_set(what: &str, patterns: &[(&String, bool)]) -> Result<GlobSet, ArchiveError> {
+    let mut set = GlobSetBuilder::new();
+    for (pattern, insensitive) in patterns {
+        let glob = GlobBuilder::new(&glob_for(pattern))
+            .literal_separator(true)
+            .case_insensitive(*insensitive)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| ArchiveError::Invalid(format!("{what} pattern {pattern:?}: {e}")))?;
+        set.add(glob);
+    }
+    set.build().map_err(|e| ArchiveError::Invalid(format!("{what} patterns: {e}")))
+}
+
 impl Selector {
     pub(crate) fn new(opts: &BackupOptions) -> Result<Selector, ArchiveError> {
-        let mut set = GlobSetBuilder::new();
-        let cases = opts.excludes.iter().map(|p| (p, false)).chain(opts.iexcludes.iter().map(|p| (p, true)));
-        for (pattern, insensitive) in cases {
-            let glob = GlobBuilder::new(&glob_for(pattern))
-                .literal_separator(true)
-                .case_insensitive(insensitive)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| ArchiveError::Invalid(format!("exclude pattern {pattern:?}: {e}")))?;
-            set.add(glob);
-        }
-        let globs = set.build().map_err(|e| ArchiveError::Invalid(format!("exclude patterns: {e}")))?;
+        let cases: Vec<_> = opts
+            .excludes
+            .iter()
+            .map(|p| (p, false))
+            .chain(opts.iexcludes.iter().map(|p| (p, true)))
+            .collect();
+        let globs = glob_set("exclude", &cases)?;
         let mut markers: Vec<_> = opts.exclude_if_present.iter().map(|n| (n.clone(), None)).collect();
         if opts.exclude_caches {
             markers.push((CACHEDIR_TAG.to_string(), Some(CACHEDIR_SIGNATURE)));
