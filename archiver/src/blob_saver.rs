@@ -9,7 +9,6 @@ use crate::error::ArchiveError;
 use crate::fault::Stage;
 use crate::file_saver::BlobJob;
 use crate::packer::SharedPacker;
-use crate::stats::add;
 
 pub(crate) fn run(
     ctx: &Ctx<'_>,
@@ -34,13 +33,8 @@ fn save_blobs(
     let mut sealed = Vec::new();
     while let Some(job) = ctx.scope.recv(jobs) {
         ctx.inject(Stage::BlobSaver)?;
-        let compression = encoder.seal_blob(repo.key(), &job.data, &mut sealed);
-        let raw = job.data.len();
+        packer.store(ctx, &mut encoder, &mut sealed, job.id, &job.data, packs)?;
         ctx.chunk_bufs.put(job.data);
-        add(&ctx.stats.blobs_added, 1);
-        add(&ctx.stats.bytes_added_raw, raw as u64);
-        ctx.progress.blob_stored(raw as u64, sealed.len() as u64);
-        packer.add(ctx, job.id, &sealed, raw as u32, compression, packs)?;
     }
     Ok(())
 }

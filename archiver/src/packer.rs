@@ -8,12 +8,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arch_index::{BlobId, BlobType, Compression};
-use arch_repository::{FinishedPack, PackWriter};
+use arch_repository::{BlobEncoder, FinishedPack, PackWriter};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use crate::context::Ctx;
 use crate::error::ArchiveError;
+use crate::stats::add;
 
 pub(crate) struct SharedPacker {
     t: BlobType,
@@ -28,8 +29,26 @@ impl SharedPacker {
         SharedPacker { t, target, open: Mutex::new(None), users: AtomicUsize::new(users) }
     }
 
+    /// Compresses and seals blob `id` (with this worker's `encoder` and
+    /// `sealed` scratch buffer, outside the lock), counts it, and adds it.
+    pub(crate) fn store(
+        &self,
+        ctx: &Ctx<'_>,
+        encoder: &mut BlobEncoder,
+        sealed: &mut Vec<u8>,
+        id: BlobId,
+        data: &[u8],
+        packs: &Sender<FinishedPack>,
+    ) -> Result<(), ArchiveError> {
+        let compression = encoder.seal_blob(ctx.repo.key(), data, sealed);
+        add(&ctx.stats.blobs_added, 1);
+        add(&ctx.stats.bytes_added_raw, data.len() as u64);
+        ctx.progress.blob_stored(data.len() as u64, sealed.len() as u64);
+        self.add(ctx, id, sealed, data.len() as u32, compression, packs)
+    }
+
     /// Adds one sealed blob; sends the pack to the uploaders if it is full.
-    pub(crate) fn add(
+    fn add(
         &self,
         ctx: &Ctx<'_>,
         id: BlobId,

@@ -44,11 +44,7 @@ fn save_trees(
             let bytes = tree.encode();
             let id = Id::hash(&bytes);
             if ctx.pending.add_pending(BlobType::Tree, id) {
-                let compression = encoder.seal_blob(repo.key(), &bytes, &mut sealed);
-                add(&ctx.stats.blobs_added, 1);
-                add(&ctx.stats.bytes_added_raw, bytes.len() as u64);
-                ctx.progress.blob_stored(bytes.len() as u64, sealed.len() as u64);
-                packer.add(ctx, id, &sealed, bytes.len() as u32, compression, packs)?;
+                packer.store(ctx, &mut encoder, &mut sealed, id, &bytes, packs)?;
             }
             let Some(parent) = dir.parent.clone() else {
                 *ctx.root_tree.lock() = Some(id);
