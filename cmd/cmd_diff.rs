@@ -31,8 +31,7 @@ pub fn run(cli: &Cli, args: &DiffArgs) -> Result<i32> {
 
 fn run_inner(cli: &Cli, args: &DiffArgs) -> Result<i32> {
     use std::os::unix::ffi::OsStrExt;
-    let repo = std::sync::Arc::new(crate::repo::open(cli)?);
-    let _lease = crate::repo::lease(cli, &repo, false)?;
+    let (repo, _lease) = crate::repo::open_locked(cli, false)?;
     let filter = args.filter.filter();
     let (id_a, _, a) = resolve_snapshot_spec(&repo, args.first.as_bytes(), &filter)?;
     let (id_b, _, b) = resolve_snapshot_spec(&repo, args.second.as_bytes(), &filter)?;

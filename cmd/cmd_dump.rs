@@ -43,8 +43,7 @@ pub fn run(cli: &Cli, args: &DumpArgs) -> Result<i32> {
 }
 
 fn run_inner(cli: &Cli, args: &DumpArgs) -> Result<i32> {
-    let repo = std::sync::Arc::new(crate::repo::open(cli)?);
-    let _lease = crate::repo::lease(cli, &repo, false)?;
+    let (repo, _lease) = crate::repo::open_locked(cli, false)?;
     let (snap_ref, sub) = split_snapshot_spec(args.snapshot.as_bytes());
     let snap_ref = std::str::from_utf8(snap_ref).map_err(|_| anyhow::anyhow!("snapshot id must be text"))?;
     let (_, snap) = repo.find_snapshot_filtered(snap_ref, &args.filter.filter())?;

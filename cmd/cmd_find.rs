@@ -40,8 +40,7 @@ pub fn run(cli: &Cli, args: &FindArgs) -> Result<i32> {
 }
 
 fn run_inner(cli: &Cli, args: &FindArgs) -> Result<i32> {
-    let repo = std::sync::Arc::new(crate::repo::open(cli)?);
-    let _lease = crate::repo::lease(cli, &repo, false)?;
+    let (repo, _lease) = crate::repo::open_locked(cli, false)?;
     let mut q = FindQuery::default().ignore_case(args.ignore_case);
     for p in &args.patterns {
         q = q.pattern(p.clone());

@@ -147,7 +147,7 @@ pub fn run(cli: &Cli, args: &ForgetArgs) -> Result<i32> {
             bail!("--allow-remove-all without a --keep-* policy removes every matching snapshot; limit it with --host, --tag or --path");
         }
     }
-    let repo = Arc::new(crate::repo::open(cli)?);
+    let repo = Arc::new(crate::repo::open_unindexed(cli)?);
     // Decide and remove under one exclusive lease, so nothing changes the
     // snapshot list in between; a dry run changes nothing and needs none.
     let _lease = if args.dry_run { None } else { Some(crate::repo::lease(cli, &repo, true)?) };

@@ -76,11 +76,8 @@ pub fn run(cli: &Cli, args: &KeyArgs) -> Result<i32> {
         KeyAction::Add(a) | KeyAction::Passwd(a) => Some(new_password(a)?),
         _ => None,
     };
-    let loc = crate::repo::location(cli)?;
-    let password = crate::password::get(cli.password_file.as_deref(), false)?;
-    let backend = std::sync::Arc::new(arch_archiver::LocalBackend::new(&loc.path));
     // Key management needs no index.
-    let repo = arch_archiver::Repository::open_unindexed(backend, &password)?;
+    let repo = crate::repo::open_unindexed(cli)?;
     let current = repo.key_id();
     match &args.action {
         KeyAction::List => {

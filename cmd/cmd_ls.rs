@@ -37,8 +37,7 @@ pub fn run(cli: &Cli, args: &LsArgs) -> Result<i32> {
 }
 
 fn run_inner(cli: &Cli, args: &LsArgs) -> Result<i32> {
-    let repo = std::sync::Arc::new(crate::repo::open(cli)?);
-    let _lease = crate::repo::lease(cli, &repo, false)?;
+    let (repo, _lease) = crate::repo::open_locked(cli, false)?;
     let (_, snap, base) = resolve_snapshot_spec(&repo, args.snapshot.as_bytes(), &args.filter.filter())?;
     let (_, sub) = arch_archiver::split_snapshot_spec(args.snapshot.as_bytes());
     let mut full = sub.unwrap_or(b"/").to_vec();

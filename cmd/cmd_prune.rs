@@ -34,7 +34,6 @@ pub fn run(cli: &Cli, args: &PruneArgs) -> Result<i32> {
 
 /// Prunes with default options while the caller holds an exclusive lease
 /// (`forget --prune`).
-#[allow(dead_code)]
 pub fn run_after_forget(cli: &Cli, repo: &Repository) -> Result<i32> {
     prune_locked(cli, repo, &PruneArgs::default())
 }

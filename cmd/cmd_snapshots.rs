@@ -3,7 +3,7 @@ use anyhow::Result;
 use crate::cli::{Cli, SnapshotsArgs};
 
 pub fn run(cli: &Cli, args: &SnapshotsArgs) -> Result<i32> {
-    let repo = crate::repo::open(cli)?;
+    let repo = crate::repo::open_unindexed(cli)?;
     let snaps = repo.list_snapshots_filtered(&args.filter.filter())?;
     if cli.json {
         let list: Vec<_> = snaps

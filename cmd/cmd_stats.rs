@@ -31,8 +31,7 @@ pub struct StatsArgs {
 }
 
 pub fn run(cli: &Cli, args: &StatsArgs) -> Result<i32> {
-    let repo = std::sync::Arc::new(crate::repo::open(cli)?);
-    let _lease = crate::repo::lease(cli, &repo, false)?;
+    let (repo, _lease) = crate::repo::open_locked(cli, false)?;
     let filter = args.filter.filter();
     let mut trees = Vec::new();
     if args.snapshots.is_empty() {

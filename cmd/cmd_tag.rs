@@ -45,7 +45,7 @@ pub fn run(cli: &Cli, args: &TagArgs) -> Result<i32> {
     if change.is_empty() {
         bail!("nothing to do: give --add, --remove or --set");
     }
-    let repo = Arc::new(crate::repo::open(cli)?);
+    let repo = Arc::new(crate::repo::open_unindexed(cli)?);
     // Tagging only adds a snapshot and then removes one: a shared lease
     // keeps prune (exclusive) out while backups may go on.
     let _lease = crate::repo::lease(cli, &repo, false)?;

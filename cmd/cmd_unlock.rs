@@ -4,7 +4,7 @@ use arch_archiver::remove_locks;
 use crate::cli::{Cli, UnlockArgs};
 
 pub fn run(cli: &Cli, args: &UnlockArgs) -> Result<i32> {
-    let repo = crate::repo::open(cli)?;
+    let repo = crate::repo::open_unindexed(cli)?;
     let n = remove_locks(&repo, args.remove_all)?;
     if cli.json {
         println!("{}", serde_json::json!({"message_type": "summary", "removed": n}));

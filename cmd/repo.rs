@@ -33,7 +33,9 @@ pub fn open(cli: &Cli) -> Result<Repository> {
     Ok(repo)
 }
 
-fn open_unindexed(cli: &Cli) -> Result<Repository> {
+/// Opens the repository without reading its index, for commands that only
+/// deal with snapshots, keys or locks.
+pub fn open_unindexed(cli: &Cli) -> Result<Repository> {
     let loc = location(cli)?;
     let backend = Arc::new(LocalBackend::new(&loc.path));
     let password = crate::password::get(cli.password_file.as_deref(), false)?;
