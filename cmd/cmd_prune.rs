@@ -28,7 +28,9 @@ pub struct PruneArgs {
 }
 
 pub fn run(cli: &Cli, args: &PruneArgs) -> Result<i32> {
-    let (repo, _lease) = crate::repo::open_locked(cli, true)?;
+    // Prune reads the index itself once it holds the lease.
+    let repo = std::sync::Arc::new(crate::repo::open_unindexed(cli)?);
+    let _lease = crate::repo::lease(cli, &repo, true)?;
     prune_locked(cli, &repo, args)
 }
 

@@ -142,8 +142,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport, Repo
     let superseded: HashSet<Id> = files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
     let mut packs: HashMap<PackId, PackState> = HashMap::new();
     for (_, f) in files.iter().filter(|(id, _)| !superseded.contains(id)) {
-        // The caller may have opened the repository long before it got its
-        // exclusive lease: make sure tree lookups see today's index.
+        // Tree lookups below need the index as it is under the lease: the
+        // caller may have opened the repository without it, or long before.
         repo.index().load(f);
         for p in &f.packs {
             packs.entry(p.pack).or_insert_with(|| PackState {
