@@ -1,5 +1,6 @@
 //! End-to-end tests: the `arch` binary and the library, on real files.
 
+mod backend_sftp;
 mod backup_cli;
 mod browse;
 mod check;
@@ -11,3 +12,4 @@ mod format;
 mod library;
 mod prune;
 mod restore;
+mod server_sftp;

@@ -85,6 +85,7 @@ pub use arch_repository::{
     Timestamp, Tree, Xattr,
 };
 pub use arch_repository::{parse_size, prune, PruneOptions, PruneReport};
+pub use arch_repository::{RemoteErrorClass, SftpBackend, SftpOptions};
 pub use backup::{Backup, BackupResult};
 pub use browse::{
     diff_trees, dump_archive, dump_file, escape_path, find_node, join_components, metadata_differs,

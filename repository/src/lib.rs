@@ -46,6 +46,7 @@ mod pack;
 mod prune;
 mod repo;
 mod retention;
+mod sftp;
 mod size;
 mod snapshot;
 mod snapshot_edit;
@@ -60,7 +61,7 @@ pub use check::{
 pub use chunker::Chunker;
 pub use config::{ChunkerParams, Config, InitOptions, FORMAT_VERSION};
 pub use crypto::{AuthError, Key, SEAL_OVERHEAD};
-pub use error::{BackendError, RepoError};
+pub use error::{BackendError, RemoteErrorClass, RepoError};
 pub use filter::SnapshotFilter;
 pub use key_file::{KdfParams, KeyFile};
 pub use keys::{add_key, change_password, find_key, list_keys, remove_key};
@@ -72,6 +73,7 @@ pub use repo::{hostname, username, PrefixMatch, Repository};
 pub use retention::{
     group_snapshots, ForgetPolicy, GroupBy, GroupKey, RetentionDuration, Verdict, UNLIMITED,
 };
+pub use sftp::{SftpBackend, SftpOptions, DEFAULT_SFTP_CONNECTIONS};
 pub use size::parse_size;
 pub use snapshot::{Snapshot, SnapshotSummary};
 pub use snapshot_edit::{remove_snapshot, retag_snapshot, TagChange};
