@@ -105,4 +105,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError>;
     /// Deletes an object.
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError>;
+    /// Tells a caching wrapper ([`CachedBackend`](crate::CachedBackend))
+    /// which packs hold tree blobs, so it keeps those locally: the whole
+    /// set after the index is loaded (`complete`, and cached packs outside
+    /// it may go), or one more before a new tree pack is stored. Backends
+    /// without a cache ignore it; wrappers pass it on.
+    fn tree_packs(&self, _packs: &[String], _complete: bool) {}
 }

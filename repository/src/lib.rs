@@ -30,6 +30,7 @@
 
 mod backend;
 mod blob_codec;
+mod cache;
 mod check;
 mod chunker;
 mod config;
@@ -54,6 +55,7 @@ mod tree;
 
 pub use backend::{Backend, FileInfo, FileKind};
 pub use blob_codec::{decode_blob, BlobEncoder};
+pub use cache::CachedBackend;
 pub use check::{
     check, CancelCheck, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem,
     ProblemKind, ReadData, Usage,

@@ -134,11 +134,19 @@ impl Repository {
         let files = self.index_files()?;
         let superseded: std::collections::HashSet<Id> =
             files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
+        let mut tree_packs = Vec::new();
         for (id, file) in &files {
             if !superseded.contains(id) {
                 self.index.load(file);
+                tree_packs.extend(
+                    file.packs
+                        .iter()
+                        .filter(|p| p.blobs.iter().any(|b| b.blob_type == BlobType::Tree))
+                        .map(|p| p.pack.to_hex()),
+                );
             }
         }
+        self.backend.tree_packs(&tree_packs, true);
         Ok(())
     }
 
@@ -223,6 +231,9 @@ impl Repository {
     /// index file). This order is the crash-safety rule: an index never
     /// lists a pack that is not stored.
     pub fn save_pack(&self, pack: &FinishedPack) -> Result<(), RepoError> {
+        if pack.blobs.iter().any(|b| b.blob_type == BlobType::Tree) {
+            self.backend.tree_packs(&[pack.id.to_hex()], false);
+        }
         self.backend.create(FileKind::Pack, &pack.id.to_hex(), &pack.data)?;
         self.index.store_pack(pack.id, &pack.blobs, self)?;
         Ok(())
