@@ -84,6 +84,10 @@ pub use arch_repository::{
     LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotFilter, SnapshotSummary,
     Timestamp, Tree, Xattr,
 };
+pub use arch_repository::{
+    open_backend, with_retries, BackendOptions, BackendUrl, Endpoint, RemoteErrorClass, RetryBackend,
+    RetryPolicy,
+};
 pub use arch_repository::{parse_size, prune, PruneOptions, PruneReport};
 pub use backup::{Backup, BackupResult};
 pub use browse::{

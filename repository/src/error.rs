@@ -52,6 +52,87 @@ pub enum BackendError {
         /// Bytes returned.
         got: u64,
     },
+    /// A call to a remote service (S3, REST, SFTP) failed.
+    #[error("{op} {object} at {location}: {cause}")]
+    Remote {
+        /// What was being done ("upload", "read", "list", "delete", ...).
+        op: &'static str,
+        /// The object, e.g. "pack 1a2b3c4d…", "config", "the list of packs".
+        object: String,
+        /// The repository location (without credentials).
+        location: String,
+        /// What the service or the network said.
+        cause: String,
+        /// Whether trying again may help.
+        class: RemoteErrorClass,
+    },
+    /// A remote call kept failing with transient errors until the retry
+    /// budget ran out.
+    #[error("{last} (gave up after {attempts} attempts in {:.1}s)", elapsed.as_secs_f64())]
+    RetriesExhausted {
+        /// How many times the call was made.
+        attempts: u32,
+        /// Time from the first attempt to giving up.
+        elapsed: std::time::Duration,
+        /// The last error.
+        last: Box<BackendError>,
+    },
+    /// A repository location string is malformed.
+    #[error("invalid repository location {url:?}: {reason}")]
+    InvalidUrl {
+        /// The string as given (credentials masked).
+        url: String,
+        /// What is wrong and what the expected form is.
+        reason: String,
+    },
+    /// A backend option (`-o key=value`) is unknown or has a bad value.
+    #[error("invalid backend option {key:?}: {reason}")]
+    InvalidOption {
+        /// The option key (or the whole argument if it has no `=`).
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The backend cannot be used as configured (missing credentials, a
+    /// backend this build does not have).
+    #[error("{location}: {reason}")]
+    Unavailable {
+        /// The repository location.
+        location: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+}
+
+/// How a [`BackendError::Remote`] should be treated by callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteErrorClass {
+    /// Network trouble, a timeout, throttling or a server error (5xx):
+    /// the same call may succeed later.
+    Transient,
+    /// The request was refused for good (4xx other than auth): retrying
+    /// cannot help.
+    Permanent,
+    /// Bad or missing credentials, or no permission (401, 403).
+    Auth,
+}
+
+impl BackendError {
+    /// Whether the same call may succeed if tried again (only remote
+    /// network and server errors are).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BackendError::Remote { class: RemoteErrorClass::Transient, .. })
+    }
+
+    /// Whether this is an authentication or permission failure (possibly
+    /// after retries).
+    pub fn is_auth(&self) -> bool {
+        match self {
+            BackendError::Remote { class, .. } => *class == RemoteErrorClass::Auth,
+            BackendError::RetriesExhausted { last, .. } => last.is_auth(),
+            _ => false,
+        }
+    }
 }
 
 /// Errors of repository operations.

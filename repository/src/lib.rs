@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod backend_url;
 mod blob_codec;
 mod check;
 mod chunker;
@@ -46,12 +47,14 @@ mod pack;
 mod prune;
 mod repo;
 mod retention;
+mod retry;
 mod size;
 mod snapshot;
 mod snapshot_edit;
 mod tree;
 
 pub use backend::{Backend, FileInfo, FileKind};
+pub use backend_url::{open_backend, with_retries, BackendOptions, BackendUrl, Endpoint};
 pub use blob_codec::{decode_blob, BlobEncoder};
 pub use check::{
     check, CancelCheck, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem,
@@ -60,7 +63,7 @@ pub use check::{
 pub use chunker::Chunker;
 pub use config::{ChunkerParams, Config, InitOptions, FORMAT_VERSION};
 pub use crypto::{AuthError, Key, SEAL_OVERHEAD};
-pub use error::{BackendError, RepoError};
+pub use error::{BackendError, RemoteErrorClass, RepoError};
 pub use filter::SnapshotFilter;
 pub use key_file::{KdfParams, KeyFile};
 pub use keys::{add_key, change_password, find_key, list_keys, remove_key};
@@ -72,6 +75,7 @@ pub use repo::{hostname, username, PrefixMatch, Repository};
 pub use retention::{
     group_snapshots, ForgetPolicy, GroupBy, GroupKey, RetentionDuration, Verdict, UNLIMITED,
 };
+pub use retry::{RetryBackend, RetryPolicy};
 pub use size::parse_size;
 pub use snapshot::{Snapshot, SnapshotSummary};
 pub use snapshot_edit::{remove_snapshot, retag_snapshot, TagChange};
