@@ -6,10 +6,25 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "arch", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// Repository location (default: ARCH_REPOSITORY, else a repository in
-    /// the user's data directory, created by the first backup).
-    #[arg(long, short = 'r', global = true, env = "ARCH_REPOSITORY", value_name = "PATH")]
-    pub repo: Option<PathBuf>,
+    /// Repository location: a path, s3:http(s)://host[:port]/bucket[/prefix],
+    /// rest:http(s)://[user:pass@]host[:port]/[path] or
+    /// sftp:[user@]host[:port]:/path (default: ARCH_REPOSITORY, else a
+    /// repository in the user's data directory, created by the first backup).
+    #[arg(long, short = 'r', global = true, env = "ARCH_REPOSITORY", value_name = "URL")]
+    pub repo: Option<std::ffi::OsString>,
+    /// Backend option KEY=VALUE (repeatable): connections=N, timeout=60s,
+    /// retry.max-time=5m, retry.max-attempts=N, s3.region=R, s3.profile=P,
+    /// s3.list-page-size=N, sftp.key=FILE, sftp.args="SSH ARGS",
+    /// sftp.command="COMMAND".
+    #[arg(long = "option", short = 'o', global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Keep the local cache of remote repositories (index, snapshots, tree
+    /// packs) here (default: arch/ in the user's cache directory).
+    #[arg(long, global = true, env = "ARCH_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use no local cache for a remote repository.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
     /// Read the password from this file (first line).
     #[arg(long, global = true, env = "ARCH_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,

@@ -48,7 +48,7 @@ pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i3
         paths.extend(read_list_file(f)?.into_iter().map(std::path::PathBuf::from));
     }
     // Never back up the repository into itself.
-    if let Ok(p) = std::fs::canonicalize(crate::repo::location(cli)?.path) {
+    if let Some(p) = crate::repo::location(cli)?.local_path().and_then(|p| std::fs::canonicalize(p).ok()) {
         opts = opts.exclude_path(p);
     }
     let mode = Mode::choose(cli.quiet, cli.json, cli.progress_interval);

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arch_archiver::{copy_snapshots, CancellationToken, LocalBackend, Repository};
+use arch_archiver::{copy_snapshots, CancellationToken, Repository};
 use clap::Args;
 
 use crate::cli::{Cli, FilterArgs};
@@ -10,9 +10,9 @@ use crate::cli::{Cli, FilterArgs};
 /// Copy snapshots from another repository into this one.
 #[derive(Args, Debug)]
 pub struct CopyArgs {
-    /// The repository to copy from.
-    #[arg(long, value_name = "PATH", env = "ARCH_FROM_REPOSITORY")]
-    pub from_repo: PathBuf,
+    /// The repository to copy from (a path or URL, as --repo).
+    #[arg(long, value_name = "URL", env = "ARCH_FROM_REPOSITORY")]
+    pub from_repo: std::ffi::OsString,
     /// Password file of the source repository (first line).
     #[arg(long, value_name = "FILE", env = "ARCH_FROM_PASSWORD_FILE")]
     pub from_password_file: Option<PathBuf>,
@@ -26,9 +26,11 @@ pub struct CopyArgs {
 pub fn run(cli: &Cli, args: &CopyArgs, token: &CancellationToken) -> Result<i32> {
     let (dst, _dst_lease) = crate::repo::open_locked(cli, false)?;
     let password = crate::password::get_source(args.from_password_file.as_deref())?;
+    let from = crate::repo::parse_url(&args.from_repo)?;
     let src = Arc::new(
-        Repository::open_unindexed(Arc::new(LocalBackend::new(&args.from_repo)), &password)
-            .with_context(|| format!("source repository {}", args.from_repo.display()))?,
+        crate::repo::backend_at(cli, &from)
+            .and_then(|b| Ok(Repository::open_unindexed(b, &password)?))
+            .with_context(|| format!("source repository {from}"))?,
     );
     let _src_lease = crate::repo::lease(cli, &src, false)?;
     src.load_index()?;
@@ -46,7 +48,7 @@ pub fn run(cli: &Cli, args: &CopyArgs, token: &CancellationToken) -> Result<i32>
         eprintln!(
             "note: the repositories use different chunker parameters; copied data will not deduplicate with data \
              backed up into {} directly (create it with 'arch init --copy-chunker-params' to share them)",
-            crate::repo::location(cli)?.path.display()
+            crate::repo::location(cli)?.url
         );
     }
     if cli.json {

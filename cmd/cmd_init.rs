@@ -1,8 +1,7 @@
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use arch_archiver::{InitOptions, LocalBackend, Repository};
+use arch_archiver::{InitOptions, Repository};
 use clap::Args;
 
 use crate::cli::Cli;
@@ -12,8 +11,8 @@ use crate::cli::Cli;
 pub struct InitArgs {
     /// Use the chunker parameters of this repository (so that `arch copy`
     /// from it deduplicates); needs its password (ARCH_FROM_PASSWORD...).
-    #[arg(long, value_name = "PATH", requires = "copy_chunker_params")]
-    pub from_repo: Option<PathBuf>,
+    #[arg(long, value_name = "URL", requires = "copy_chunker_params")]
+    pub from_repo: Option<std::ffi::OsString>,
     /// Copy the chunker parameters of --from-repo.
     #[arg(long, requires = "from_repo")]
     pub copy_chunker_params: bool,
@@ -27,16 +26,22 @@ pub fn run(cli: &Cli, args: &InitArgs) -> Result<i32> {
     let mut opts = InitOptions::default();
     if let (Some(from), true) = (&args.from_repo, args.copy_chunker_params) {
         let pw = crate::password::get_source(args.from_password_file.as_deref())?;
-        let src = Repository::open(Arc::new(LocalBackend::new(from)), &pw)
-            .with_context(|| format!("source repository {}", from.display()))?;
+        let from = crate::repo::parse_url(from)?;
+        let src = crate::repo::backend_at(cli, &from)
+            .and_then(|b| Ok(Repository::open(b, &pw)?))
+            .with_context(|| format!("source repository {from}"))?;
         opts = opts.chunker(src.config().chunker.clone());
     }
     let password = crate::password::get(cli.password_file.as_deref(), true)?;
-    let repo = Repository::init(Arc::new(LocalBackend::new(&loc.path)), &password, &opts)?;
+    let backend = crate::repo::backend_at(cli, &loc.url)?;
+    let repo = Repository::init(backend, &password, &opts)?;
     if cli.json {
-        println!("{}", serde_json::json!({ "repository": loc.path, "id": repo.config().id.to_hex() }));
+        println!(
+            "{}",
+            serde_json::json!({ "repository": loc.url.to_string(), "id": repo.config().id.to_hex() })
+        );
     } else if !cli.quiet {
-        println!("created repository {} at {}", repo.config().id.short(), loc.path.display());
+        println!("created repository {} at {}", repo.config().id.short(), loc.url);
         println!("keep the password safe: without it the data cannot be recovered");
     }
     Ok(crate::exit::OK)

@@ -37,6 +37,7 @@ fn main() {
         std::env::set_var("ARCH_PASSWORD_COMMAND", c);
     }
     let token = signals::install();
+    repo::set_cancel(&token);
     let result = match &cli.command {
         cli::Command::Init(a) => cmd_init::run(&cli, a),
         cli::Command::Backup(a) => cmd_backup::run(&cli, a, &token),

@@ -1,25 +1,93 @@
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
-use arch_archiver::{InitOptions, Lease, LocalBackend, Repository};
+use arch_archiver::{
+    open_backend, Backend, BackendOptions, BackendUrl, CachedBackend, CancellationToken, InitOptions, Lease,
+    Repository,
+};
 
 use crate::cli::Cli;
 
 /// Where the repository is, and whether it is the implicit default.
 pub struct Location {
-    pub path: PathBuf,
+    pub url: BackendUrl,
     pub is_default: bool,
 }
 
+impl Location {
+    /// The folder of a local repository.
+    pub fn local_path(&self) -> Option<&Path> {
+        match &self.url {
+            BackendUrl::Local(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Parses a repository location argument. A name that is not UTF-8 can
+/// only be a local path.
+pub fn parse_url(s: &OsStr) -> Result<BackendUrl> {
+    match s.to_str() {
+        Some(s) => Ok(BackendUrl::parse(s)?),
+        None => Ok(BackendUrl::Local(s.into())),
+    }
+}
+
 pub fn location(cli: &Cli) -> Result<Location> {
-    if let Some(p) = &cli.repo {
-        return Ok(Location { path: p.clone(), is_default: false });
+    if let Some(s) = &cli.repo {
+        return Ok(Location { url: parse_url(s)?, is_default: false });
     }
     let base = dirs::data_dir().context(
         "no --repo or ARCH_REPOSITORY given, and no user data directory to hold a default repository",
     )?;
-    Ok(Location { path: base.join("arch").join("repo"), is_default: true })
+    Ok(Location { url: BackendUrl::Local(base.join("arch").join("repo")), is_default: true })
+}
+
+static CANCEL: OnceLock<CancellationToken> = OnceLock::new();
+
+/// Lets backends cut their retry waits short on Ctrl-C.
+pub fn set_cancel(token: &CancellationToken) {
+    let _ = CANCEL.set(token.clone());
+}
+
+/// The `-o` options, with the command's cancellation.
+pub fn backend_options(cli: &Cli) -> Result<BackendOptions> {
+    let mut o = BackendOptions::parse(&cli.options)?;
+    if let Some(t) = CANCEL.get() {
+        let t = t.clone();
+        o = o.cancel_when(move || t.is_cancelled());
+    }
+    Ok(o)
+}
+
+/// Opens the backend at `url` with the command line's `-o` options; a
+/// remote one behind the local cache (unless --no-cache).
+pub fn backend_at(cli: &Cli, url: &BackendUrl) -> Result<Arc<dyn Backend>> {
+    let backend = open_backend(url, &backend_options(cli)?)?;
+    if url.is_local() || cli.no_cache {
+        return Ok(backend);
+    }
+    match cli.cache_dir.clone().or_else(|| dirs::cache_dir().map(|d| d.join("arch"))) {
+        Some(dir) => Ok(Arc::new(CachedBackend::new(backend, dir))),
+        None => Ok(backend),
+    }
+}
+
+/// The repository's backend without the cache: for check, which must read
+/// what the repository holds, not a local copy.
+pub fn backend_uncached(cli: &Cli) -> Result<(Location, Arc<dyn Backend>)> {
+    let loc = location(cli)?;
+    let backend = open_backend(&loc.url, &backend_options(cli)?)?;
+    Ok((loc, backend))
+}
+
+/// The repository's backend (not yet opened as a repository).
+pub fn backend(cli: &Cli) -> Result<(Location, Arc<dyn Backend>)> {
+    let loc = location(cli)?;
+    let backend = backend_at(cli, &loc.url)?;
+    Ok((loc, backend))
 }
 
 /// Takes a lease for the rest of the command (released when dropped).
@@ -36,8 +104,7 @@ pub fn open(cli: &Cli) -> Result<Repository> {
 /// Opens the repository without reading its index, for commands that only
 /// deal with snapshots, keys or locks.
 pub fn open_unindexed(cli: &Cli) -> Result<Repository> {
-    let loc = location(cli)?;
-    let backend = Arc::new(LocalBackend::new(&loc.path));
+    let (_, backend) = backend(cli)?;
     let password = crate::password::get(cli.password_file.as_deref(), false)?;
     Ok(Repository::open_unindexed(backend, &password)?)
 }
@@ -56,13 +123,12 @@ pub fn open_locked(cli: &Cli, exclusive: bool) -> Result<(Arc<Repository>, Lease
 /// Opens the repository as [`open_locked`] does (shared lease), creating
 /// the default one on first use.
 pub fn open_or_create_default(cli: &Cli) -> Result<(Arc<Repository>, Lease)> {
-    let loc = location(cli)?;
-    let backend = Arc::new(LocalBackend::new(&loc.path));
-    if loc.is_default && !arch_archiver::Backend::exists(&*backend)? {
+    let (loc, backend) = backend(cli)?;
+    if loc.is_default && !backend.exists()? {
         let password = crate::password::get(cli.password_file.as_deref(), true)?;
         let repo = Repository::init(backend, &password, &InitOptions::default())?;
         if !cli.quiet {
-            eprintln!("created the default repository at {}", loc.path.display());
+            eprintln!("created the default repository at {}", loc.url);
         }
         let repo = Arc::new(repo);
         let lease = lease(cli, &repo, false)?;

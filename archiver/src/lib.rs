@@ -84,8 +84,12 @@ pub use arch_repository::{
     LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotFilter, SnapshotSummary,
     Timestamp, Tree, Xattr,
 };
+pub use arch_repository::{
+    open_backend, with_retries, BackendOptions, BackendUrl, Endpoint, RemoteErrorClass, RetryBackend,
+    RetryPolicy,
+};
 pub use arch_repository::{parse_size, prune, PruneOptions, PruneReport};
-pub use arch_repository::{RemoteErrorClass, SftpBackend, SftpOptions};
+pub use arch_repository::{CachedBackend, SftpBackend, SftpOptions};
 pub use backup::{Backup, BackupResult};
 pub use browse::{
     diff_trees, dump_archive, dump_file, escape_path, find_node, join_components, metadata_differs,

@@ -105,6 +105,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError>;
     /// Deletes an object.
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError>;
+    /// How many calls this backend is configured to serve at once (for
+    /// remote backends, `-o connections=N`). Callers size their upload and
+    /// read pools from it; more threads than this only wait.
+    fn connections(&self) -> usize {
+        2
+    }
     /// Tells a caching wrapper ([`CachedBackend`](crate::CachedBackend))
     /// which packs hold tree blobs, so it keeps those locally: the whole
     /// set after the index is loaded (`complete`, and cached packs outside

@@ -301,6 +301,10 @@ impl Backend for CachedBackend {
         self.inner.delete(kind, name)
     }
 
+    fn connections(&self) -> usize {
+        self.inner.connections()
+    }
+
     fn tree_packs(&self, packs: &[String], complete: bool) {
         let mut set = self.tree_packs.write();
         if complete {

@@ -123,6 +123,16 @@ impl BackendError {
     pub fn is_transient(&self) -> bool {
         matches!(self, BackendError::Remote { class: RemoteErrorClass::Transient, .. })
     }
+
+    /// Whether this is an authentication or permission failure (possibly
+    /// after retries).
+    pub fn is_auth(&self) -> bool {
+        match self {
+            BackendError::Remote { class, .. } => *class == RemoteErrorClass::Auth,
+            BackendError::RetriesExhausted { last, .. } => last.is_auth(),
+            _ => false,
+        }
+    }
 }
 
 /// Errors of repository operations.

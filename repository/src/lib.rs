@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod backend_url;
 mod blob_codec;
 mod cache;
 mod check;
@@ -47,6 +48,7 @@ mod pack;
 mod prune;
 mod repo;
 mod retention;
+mod retry;
 mod sftp;
 mod size;
 mod snapshot;
@@ -54,6 +56,7 @@ mod snapshot_edit;
 mod tree;
 
 pub use backend::{Backend, FileInfo, FileKind};
+pub use backend_url::{open_backend, with_retries, BackendOptions, BackendUrl, Endpoint};
 pub use blob_codec::{decode_blob, BlobEncoder};
 pub use cache::CachedBackend;
 pub use check::{
@@ -75,6 +78,7 @@ pub use repo::{hostname, username, PrefixMatch, Repository};
 pub use retention::{
     group_snapshots, ForgetPolicy, GroupBy, GroupKey, RetentionDuration, Verdict, UNLIMITED,
 };
+pub use retry::{RetryBackend, RetryPolicy};
 pub use sftp::{SftpBackend, SftpOptions, DEFAULT_SFTP_CONNECTIONS};
 pub use size::parse_size;
 pub use snapshot::{Snapshot, SnapshotSummary};

@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -36,6 +37,9 @@ pub struct SftpOptions {
     /// Parallel connections (ssh processes); 0 means
     /// [`DEFAULT_SFTP_CONNECTIONS`].
     pub connections: usize,
+    /// A connection that stays silent this long is declared dead (through
+    /// ssh keepalives); `None` means 60 s.
+    pub timeout: Option<Duration>,
 }
 
 impl SftpOptions {
@@ -74,6 +78,12 @@ impl SftpOptions {
         self
     }
 
+    /// Sets the dead-connection timeout.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+
     /// Sets the number of parallel connections.
     pub fn connections(mut self, n: usize) -> Self {
         self.connections = n;
@@ -94,10 +104,16 @@ impl SftpOptions {
         }
         let mut argv = vec!["ssh".to_string()];
         argv.extend(self.args.iter().cloned());
-        // Keepalives make a dead server or network an error after about a
-        // minute instead of a hang; ssh keeps the first value given, so
-        // the user's own args and config file entries win.
-        argv.extend(["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"].map(String::from));
+        // Keepalives make a dead server or network an error after the
+        // timeout instead of a hang; ssh keeps the first value given, so
+        // the user's own args win.
+        let every = (self.timeout.unwrap_or(Duration::from_secs(60)).as_secs() / 4).max(1);
+        argv.extend([
+            "-o".into(),
+            format!("ServerAliveInterval={every}"),
+            "-o".into(),
+            "ServerAliveCountMax=4".into(),
+        ]);
         if let Some(k) = &self.key {
             argv.extend(["-i".to_string(), k.display().to_string()]);
         }
@@ -121,7 +137,7 @@ impl SftpOptions {
 /// Splits a command line into words: whitespace separates, single quotes
 /// keep everything, double quotes keep all but `\"` and `\\`, a backslash
 /// outside quotes escapes the next character.
-fn split_words(s: &str) -> Result<Vec<String>, String> {
+pub(crate) fn split_words(s: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut cur: Option<String> = None;
     let mut chars = s.chars();
@@ -329,6 +345,10 @@ impl SftpBackend {
 impl Backend for SftpBackend {
     fn location(&self) -> &str {
         &self.location
+    }
+
+    fn connections(&self) -> usize {
+        self.max
     }
 
     fn exists(&self) -> Result<bool, BackendError> {

@@ -5,4 +5,5 @@ mod error;
 mod protocol;
 mod session;
 
+pub(crate) use backend::split_words;
 pub use backend::{SftpBackend, SftpOptions, DEFAULT_SFTP_CONNECTIONS};
