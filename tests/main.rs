@@ -6,6 +6,7 @@ mod check;
 mod cli;
 mod common;
 mod copy;
+mod faults;
 mod forget;
 mod format;
 mod library;
