@@ -6,6 +6,7 @@ mod check;
 mod cli;
 mod common;
 mod copy;
+mod crash;
 mod faults;
 mod forget;
 mod format;
