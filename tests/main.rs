@@ -7,6 +7,8 @@ mod check;
 mod cli;
 mod common;
 mod copy;
+mod crash;
+mod faults;
 mod forget;
 mod format;
 mod library;

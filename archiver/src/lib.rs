@@ -79,6 +79,7 @@ pub use arch_repository::{
     check, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem, ProblemKind,
     ReadData, Usage,
 };
+pub use arch_repository::{is_transient_fault, FaultBackend, FaultEffect, FaultOp, FaultPlan, FaultRule};
 pub use arch_repository::{
     list_locks, remove_locks, Backend, BackendError, FileInfo, FileKind, InitOptions, KdfParams, Lease,
     LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotFilter, SnapshotSummary,

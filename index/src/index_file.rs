@@ -128,6 +128,11 @@ impl IndexFile {
         let mut marked = Vec::new();
         if version == VERSION_MARKED {
             let n = r.count(40)?;
+            // encode writes version 2 only with marks: anything else is
+            // not a file arch wrote.
+            if n == 0 {
+                return Err(malformed("version 2 without marked packs"));
+            }
             for _ in 0..n {
                 let pack = r.id()?;
                 let at = u64::from(r.u32()?) | (u64::from(r.u32()?) << 32);
