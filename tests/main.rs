@@ -11,3 +11,6 @@ mod format;
 mod library;
 mod prune;
 mod restore;
+mod run_profile;
+mod schedule;
+mod status;
