@@ -173,3 +173,100 @@ impl Walker<'_, '_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Cursor, Read};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use arch_repository::{InitOptions, KdfParams, LocalBackend, Node, NodeKind, Repository};
+
+    use super::TreeSource;
+    use crate::{find_node, AbortOnError, ArchiveError, Backup};
+
+    /// Root: `ok` (a file), `bad-read` (fails mid-read), `bad-open`,
+    /// `link` (a symlink), `a/b` (an invalid name), `sub/` (unlistable).
+    struct Faulty;
+
+    struct FailAfter(usize);
+    impl Read for FailAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            let n = buf.len().min(self.0);
+            buf[..n].fill(1);
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+
+    fn file(name: &str, size: u64) -> Node {
+        let mut n = Node::new(name.as_bytes().to_vec(), NodeKind::File);
+        n.mode = 0o600;
+        n.size = size;
+        n
+    }
+
+    impl TreeSource for Faulty {
+        fn entries(&mut self, dir: &Path) -> std::io::Result<Vec<Node>> {
+            if dir == Path::new("sub") {
+                return Err(std::io::Error::other("listing refused"));
+            }
+            let mut link = Node::new(b"link".to_vec(), NodeKind::Symlink);
+            link.target = Some(b"ok".to_vec());
+            Ok(vec![
+                file("ok", 5),
+                file("bad-read", 100_000),
+                file("bad-open", 1),
+                file("a/b", 1),
+                link,
+                Node::new(b"sub".to_vec(), NodeKind::Dir),
+            ])
+        }
+        fn open(&mut self, path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
+            match path.to_str() {
+                Some("ok") => Ok(Box::new(Cursor::new(b"hello".to_vec()))),
+                Some("bad-read") => Ok(Box::new(FailAfter(70_000))),
+                _ => Err(std::io::Error::other("no such object")),
+            }
+        }
+    }
+
+    fn repo(dir: &Path) -> Repository {
+        let opts = InitOptions::default().kdf(KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 });
+        Repository::init(Arc::new(LocalBackend::new(dir)), b"pw", &opts).unwrap()
+    }
+
+    #[test]
+    fn problems_are_warnings_and_the_rest_is_saved() {
+        // Other tests count this process's arch-* threads.
+        let _serial = crate::test_support::SERIAL.lock();
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let r = Backup::tree(&repo, "remote", Faulty).run().unwrap();
+        let mut warned: Vec<String> = r.warnings.iter().map(|w| w.path.display().to_string()).collect();
+        warned.sort();
+        assert_eq!(warned, ["/remote/a/b", "/remote/bad-open", "/remote/bad-read", "/remote/sub"]);
+        let tree = r.snapshot.tree;
+        let ok = find_node(&repo, &tree, b"/remote/ok").unwrap();
+        assert_eq!((ok.size, ok.mode), (5, 0o600));
+        let link = find_node(&repo, &tree, b"/remote/link").unwrap();
+        assert_eq!(link.target.as_deref(), Some(&b"ok"[..]));
+        assert_eq!(find_node(&repo, &tree, b"/remote/sub").unwrap().kind, NodeKind::Dir);
+        assert!(find_node(&repo, &tree, b"/remote/bad-read").is_err(), "a file that failed is left out");
+    }
+
+    #[test]
+    fn abort_policy_and_bad_names_fail_the_run() {
+        let _serial = crate::test_support::SERIAL.lock();
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = repo(tmp.path());
+        let e = Backup::tree(&repo, "remote", Faulty).error_policy(Arc::new(AbortOnError)).run().unwrap_err();
+        assert!(matches!(e, ArchiveError::Aborted { .. }), "{e}");
+        let e = Backup::tree(&repo, "../x", Faulty).run().unwrap_err();
+        assert!(matches!(e, ArchiveError::Invalid(_)), "{e}");
+        assert!(repo.list_snapshots().unwrap().is_empty());
+    }
+}
