@@ -48,6 +48,8 @@ pub struct Cli {
     /// "10m"); default: fail at once with exit code 11.
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub retry_lock: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub log: crate::log_file::LogArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -88,6 +90,12 @@ pub enum Command {
     Tag(crate::cmd_tag::TagArgs),
     /// Manage the repository's passwords (list, add, remove, passwd).
     Key(crate::cmd_key::KeyArgs),
+    /// Run a profile: hooks, backup, forget, prune and check (see docs/CRON.md).
+    Run(crate::cmd_run::RunArgs),
+    /// Print or install the crontab entry or systemd timer that runs a profile.
+    Schedule(crate::cmd_schedule::ScheduleArgs),
+    /// Show each profile's last run and last successful backup.
+    Status(crate::cmd_status::StatusArgs),
 }
 
 #[derive(Args, Debug)]
@@ -283,7 +291,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Parses RFC 3339, or "YYYY-MM-DD HH:MM[:SS]" in local time.
-fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
+pub(crate) fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t);
     }

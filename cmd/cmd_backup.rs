@@ -4,7 +4,20 @@ use arch_archiver::{read_list_file, Backup, BackupOptions, CancellationToken, St
 use crate::cli::{BackupArgs, Cli};
 use crate::progress::{human, Mode, Reporter};
 
+/// What `arch run` reports about its backup step.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub snapshot_id: Option<String>,
+    pub bytes_added: u64,
+    pub files: u64,
+}
+
 pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i32> {
+    run_outcome(cli, args, token).map(|(code, _)| code)
+}
+
+/// As [`run`], also returning what the backup did.
+pub fn run_outcome(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<(i32, Outcome)> {
     let (repo, _lease) = crate::repo::open_or_create_default(cli)?;
     let mut opts = BackupOptions::default();
     for t in &args.tags {
@@ -78,6 +91,11 @@ pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i3
     progress.finish();
     let result = result?;
     let s = result.snapshot.summary.clone().unwrap_or_default();
+    let outcome = Outcome {
+        snapshot_id: result.snapshot_id.map(|id| id.to_hex()),
+        bytes_added: s.bytes_added_stored,
+        files: s.files_new + s.files_changed + s.files_unmodified,
+    };
     if cli.json {
         let mut v = serde_json::to_value(&s)?;
         v["message_type"] = "summary".into();
@@ -117,7 +135,7 @@ pub fn run(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> Result<i3
             "arch: {} files or directories could not be read; the snapshot lacks them",
             result.warnings.len()
         );
-        return Ok(crate::exit::PARTIAL);
+        return Ok((crate::exit::PARTIAL, outcome));
     }
-    Ok(crate::exit::OK)
+    Ok((crate::exit::OK, outcome))
 }

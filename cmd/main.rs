@@ -16,12 +16,19 @@ mod cmd_key;
 mod cmd_ls;
 mod cmd_prune;
 mod cmd_restore;
+mod cmd_run;
+mod cmd_schedule;
 mod cmd_snapshots;
 mod cmd_stats;
+mod cmd_status;
 mod cmd_tag;
 mod cmd_unlock;
 mod exit;
+mod hooks;
+mod log_file;
 mod password;
+mod profile;
+mod profile_state;
 mod progress;
 mod repo;
 mod signals;
@@ -36,6 +43,17 @@ fn main() {
     if let Some(c) = &cli.password_command {
         std::env::set_var("ARCH_PASSWORD_COMMAND", c);
     }
+    if let cli::Command::Run(a) = &cli.command {
+        cmd_run::prepare(a);
+    }
+    if let Some(path) = &cli.log.log_file {
+        let max = cli.log.log_max_size.unwrap_or(log_file::DEFAULT_MAX_SIZE);
+        if let Err(e) = log_file::open(path, max, cli.log.log_keep.unwrap_or(log_file::DEFAULT_KEEP)) {
+            eprintln!("arch: {}", exit::one_line(&e));
+            std::process::exit(exit::FATAL);
+        }
+    }
+    log_file::line(&format!("arch {} started", command_name(&cli.command)));
     let token = signals::install();
     repo::set_cancel(&token);
     let result = match &cli.command {
@@ -56,6 +74,9 @@ fn main() {
         cli::Command::Check(a) => cmd_check::run(&cli, a, &token),
         cli::Command::Prune(a) => cmd_prune::run(&cli, a),
         cli::Command::Copy(a) => cmd_copy::run(&cli, a, &token),
+        cli::Command::Run(a) => cmd_run::run(&cli, a, &token),
+        cli::Command::Schedule(a) => cmd_schedule::run(&cli, a),
+        cli::Command::Status(a) => cmd_status::run(&cli, a),
     };
     let code = match result {
         Ok(code) => code,
@@ -78,10 +99,18 @@ fn main() {
                 );
             }
             eprintln!("arch: {message}");
+            log_file::line(&format!("error: {message}"));
             code
         }
     };
+    log_file::line(&format!("arch {} exited with code {code}", command_name(&cli.command)));
     std::process::exit(code);
+}
+
+/// The subcommand's name, for the log file.
+fn command_name(c: &cli::Command) -> String {
+    let debug = format!("{c:?}");
+    debug.split(['(', ' ']).next().unwrap_or_default().to_lowercase()
 }
 
 /// glibc gives every thread its own malloc arena, and buffers allocated in

@@ -15,3 +15,6 @@ mod library;
 mod prune;
 mod restore;
 mod server_sftp;
+mod run_profile;
+mod schedule;
+mod status;

@@ -38,6 +38,7 @@ use crate::scope::{guarded, Scope};
 use crate::select::Selector;
 use crate::stats::Stats;
 use crate::stream::StreamSource;
+use crate::tree_source::{scan_tree, TreeSource};
 use crate::{blob_saver, file_saver, prescan, tree_saver, uploader};
 
 /// The outcome of a successful backup.
@@ -66,6 +67,7 @@ pub struct Backup<'a> {
     repo: &'a Repository,
     paths: Vec<PathBuf>,
     stream: Option<StreamSource>,
+    tree: Option<(String, Box<dyn TreeSource>)>,
     opts: BackupOptions,
     progress: Arc<dyn Progress>,
     policy: Arc<dyn ErrorPolicy>,
@@ -83,6 +85,7 @@ impl<'a> Backup<'a> {
             repo,
             paths: paths.into_iter().map(Into::into).collect(),
             stream: None,
+            tree: None,
             opts: BackupOptions::default(),
             progress: Arc::new(NoProgress),
             policy: Arc::new(SkipErrors),
@@ -99,6 +102,21 @@ impl<'a> Backup<'a> {
     pub fn stream(repo: &'a Repository, source: StreamSource) -> Backup<'a> {
         let mut b = Backup::new(repo, Vec::<PathBuf>::new());
         b.stream = Some(source);
+        b
+    }
+
+    /// A backup of a tree the caller describes (see [`TreeSource`]), saved
+    /// as directory `/NAME` in the snapshot (whose `paths` is `["/NAME"]`,
+    /// so the next backup of the same name and host finds its parent).
+    /// `name` must be one path component; [`Backup::run`] fails with
+    /// [`ArchiveError::Invalid`] otherwise.
+    pub fn tree(
+        repo: &'a Repository,
+        name: impl Into<String>,
+        source: impl TreeSource + 'static,
+    ) -> Backup<'a> {
+        let mut b = Backup::new(repo, Vec::<PathBuf>::new());
+        b.tree = Some((name.into(), Box::new(source)));
         b
     }
 
@@ -145,9 +163,17 @@ impl<'a> Backup<'a> {
     pub fn run(self) -> Result<BackupResult, ArchiveError> {
         let start = Instant::now();
         let time = self.opts.time.unwrap_or_else(|| chrono::Local::now().fixed_offset());
-        let paths = match &self.stream {
-            Some(s) => vec![PathBuf::from("/").join(&s.name)],
-            None => prepare_paths(&self.paths)?,
+        let paths = match (&self.stream, &self.tree) {
+            (Some(s), _) => vec![PathBuf::from("/").join(&s.name)],
+            (None, Some((name, _))) => {
+                if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+                    return Err(ArchiveError::Invalid(format!(
+                        "invalid tree name {name:?}: use one path component"
+                    )));
+                }
+                vec![PathBuf::from("/").join(name)]
+            }
+            (None, None) => prepare_paths(&self.paths)?,
         };
         let selector = Selector::new(&self.opts)?;
         let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
@@ -178,9 +204,10 @@ impl<'a> Backup<'a> {
             #[cfg(test)]
             on_open: self.on_open,
         };
-        let input = match self.stream {
-            Some(s) => Input::Stream(s),
-            None => Input::Paths(&paths, selector),
+        let input = match (self.stream, self.tree) {
+            (Some(s), _) => Input::Stream(s),
+            (None, Some((name, source))) => Input::Tree(name, source),
+            (None, None) => Input::Paths(&paths, selector),
         };
         run_pools(&ctx, input, &self.opts);
 
@@ -226,6 +253,7 @@ impl<'a> Backup<'a> {
 enum Input<'p> {
     Paths(&'p [PathBuf], Selector),
     Stream(StreamSource),
+    Tree(String, Box<dyn TreeSource>),
 }
 
 /// The newest snapshot of `host` with exactly these paths: the default
@@ -283,6 +311,7 @@ fn run_pools(ctx: &Ctx<'_>, input: Input<'_>, opts: &BackupOptions) {
         guarded(scope, "scanner", || match input {
             Input::Paths(paths, mut selector) => scan(ctx, paths, opts, &mut selector, &file_tx, &tree_tx),
             Input::Stream(source) => scan_stream(ctx, source, &file_tx, &tree_tx),
+            Input::Tree(name, mut source) => scan_tree(ctx, &name, &mut *source, &file_tx, &tree_tx),
         });
         drop((file_tx, tree_tx));
         for w in workers.into_iter().flatten() {

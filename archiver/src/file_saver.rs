@@ -55,7 +55,7 @@ pub(crate) fn run(
     while let Some(job) = ctx.scope.recv(files) {
         ctx.inject(Stage::FileSaver)?;
         ctx.progress.file_started(&job.path);
-        let streamed = job.stream.is_some();
+        let streamed = job.stream_is_whole_backup;
         let source = match job.stream {
             Some(s) => Ok(Source::Stream(s)),
             None => open_file(ctx, &job.path),

@@ -67,6 +67,7 @@ mod stream;
 #[cfg(test)]
 mod test_support;
 mod tree_saver;
+mod tree_source;
 mod uploader;
 
 pub use arch_index::{BlobId, BlobType, Id, MasterIndexOptions};
@@ -109,3 +110,4 @@ pub use restore::{OverwriteMode, Restore, RestoreOptions, RestoreResult};
 pub use select::read_list_file;
 pub use stream::StreamSource;
 pub use tokio_util::sync::CancellationToken;
+pub use tree_source::TreeSource;

@@ -28,6 +28,9 @@ pub(crate) struct FileJob {
     pub(crate) changed: bool,
     /// Content comes from this stream instead of the file at `path`.
     pub(crate) stream: Option<Box<dyn std::io::Read + Send>>,
+    /// The stream is all the backup saves, so a read error fails the run
+    /// (there is no file to skip to).
+    pub(crate) stream_is_whole_backup: bool,
 }
 
 /// Makes each path absolute with its parent resolved (the last component
@@ -172,7 +175,14 @@ fn walk(
                 } else {
                     dir.add_pending();
                     let changed = old.is_some();
-                    let job = FileJob { path: entry.into_path(), node, dir, changed, stream: None };
+                    let job = FileJob {
+                        path: entry.into_path(),
+                        node,
+                        dir,
+                        changed,
+                        stream: None,
+                        stream_is_whole_backup: false,
+                    };
                     ctx.scope.send(file_tx, job)?;
                 }
             }
@@ -234,7 +244,14 @@ pub(crate) fn scan_stream(
     node.links = 1;
     root.add_pending();
     let path = PathBuf::from("/").join(&source.name);
-    let job = FileJob { path, node, dir: Arc::clone(&root), changed: false, stream: Some(source.reader) };
+    let job = FileJob {
+        path,
+        node,
+        dir: Arc::clone(&root),
+        changed: false,
+        stream: Some(source.reader),
+        stream_is_whole_backup: true,
+    };
     ctx.scope.send(file_tx, job)?;
     ctx.finish_child(&root, None, tree_tx)
 }
