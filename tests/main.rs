@@ -11,3 +11,4 @@ mod format;
 mod library;
 mod prune;
 mod restore;
+mod restore_batch;

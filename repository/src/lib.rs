@@ -52,7 +52,7 @@ mod snapshot_edit;
 mod tree;
 
 pub use backend::{Backend, FileInfo, FileKind};
-pub use blob_codec::{decode_blob, BlobEncoder};
+pub use blob_codec::{decode_blob, BlobDecoder, BlobEncoder};
 pub use check::{
     check, CancelCheck, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem,
     ProblemKind, ReadData, Usage,
