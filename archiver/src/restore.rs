@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arch_index::{BlobLocation, BlobType, Id, PackId};
-use arch_repository::{decode_blob, FileKind, Node, NodeKind, Repository, Snapshot};
+use arch_repository::{BlobDecoder, FileKind, Node, NodeKind, Repository, Snapshot};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -91,6 +91,11 @@ pub struct RestoreOptions {
     /// After restoring, re-read every restored file and check each chunk's
     /// content hash; mismatches are in [`RestoreResult::verify_failures`].
     pub verify: bool,
+    /// How many entries (blob placements and paths) one batch plans
+    /// before it is written; memory stays proportional to this, not to the
+    /// snapshot. Default 65,536 (a few MiB). A single file with more
+    /// chunks than this is planned whole.
+    pub max_planned: usize,
 }
 
 impl RestoreOptions {
@@ -156,6 +161,11 @@ impl RestoreOptions {
         self.verify = yes;
         self
     }
+    /// Entries planned per batch (see [`RestoreOptions::max_planned`]).
+    pub fn max_planned(mut self, n: usize) -> Self {
+        self.max_planned = n;
+        self
+    }
 }
 
 /// What a restore did (with `dry_run`: would do).
@@ -185,6 +195,10 @@ pub struct RestoreResult {
     pub verify_failures: Vec<Warning>,
     /// Metadata that could not be applied (e.g. owners when not root).
     pub warnings: Vec<Warning>,
+    /// The most entries (blob placements and paths) planned at once: the
+    /// restore's memory is proportional to this, whatever the snapshot's
+    /// size (see [`RestoreOptions::max_planned`]).
+    pub peak_planned: u64,
 }
 
 /// One restore run: configure, then [`Restore::run`].
@@ -219,25 +233,46 @@ type Compared = Result<Option<Vec<bool>>, ArchiveError>;
 /// The blobs needed from one pack, each with where it goes.
 type PackBlobs = Vec<(BlobLocation, Vec<Placement>)>;
 
-struct Plan {
+/// What one batch restores: everything planned since the last batch was
+/// written. A batch is written (content, then links, then metadata, then
+/// the directories completed in it, deepest first) once it holds
+/// `max_planned` entries, so a restore's memory does not grow with the
+/// snapshot.
+#[derive(Default)]
+struct Batch {
     files: Vec<PathBuf>,
+    /// Files to create empty at their final size before content is
+    /// written: index into `files`, size.
+    create: Vec<(u32, u64)>,
     /// pack -> blob location -> placements
     packs: HashMap<PackId, PackBlobs>,
     /// blob id -> index into its pack's vector, to merge occurrences
     seen: HashMap<(PackId, Id), usize>,
     /// Nodes whose metadata is applied after content.
     meta: Vec<(PathBuf, Node)>,
-    dirs: Vec<(PathBuf, Node)>,
-    /// Directories selected only because something below may be: created
-    /// when the first entry below them is.
-    pending: Vec<(PathBuf, Node)>,
+    /// Directories whose whole subtree is planned, in completion order
+    /// (children before their parent).
+    dirs_done: Vec<(PathBuf, Node)>,
     hardlinks: Vec<(PathBuf, PathBuf)>,
-    first_link: HashMap<(u64, u64), PathBuf>,
     /// Existing files to compare (if-changed): path, chunks with their
     /// offsets, size.
     compare: Vec<(PathBuf, Chunks, u64)>,
     /// Files to re-read with `verify`: path, (blob id, length) per chunk.
     verify: Vec<(PathBuf, Vec<(Id, u32)>)>,
+    /// Entries held: blob placements and paths.
+    entries: usize,
+}
+
+struct Plan {
+    batch: Batch,
+    /// Directories created and not yet complete (the walk's stack).
+    open_dirs: Vec<(PathBuf, Node)>,
+    /// Directories selected only because something below may be: created
+    /// when the first entry below them is.
+    pending: Vec<(PathBuf, Node)>,
+    first_link: HashMap<(u64, u64), PathBuf>,
+    limit: usize,
+    is_root: bool,
     result: RestoreResult,
 }
 
@@ -310,26 +345,23 @@ impl<'a> Restore<'a> {
         };
         self.check_target()?;
         let mut plan = Plan {
-            files: Vec::new(),
-            packs: HashMap::new(),
-            seen: HashMap::new(),
-            meta: Vec::new(),
-            dirs: Vec::new(),
+            batch: Batch::default(),
+            open_dirs: Vec::new(),
             pending: Vec::new(),
-            hardlinks: Vec::new(),
             first_link: HashMap::new(),
-            compare: Vec::new(),
-            verify: Vec::new(),
+            limit: if o.max_planned == 0 { 65_536 } else { o.max_planned },
+            is_root: unsafe { libc::geteuid() } == 0,
             result: RestoreResult::default(),
         };
         if start.kind == NodeKind::Dir {
             // A directory's content goes directly into the target.
             let sub = start.subtree.ok_or_else(|| corrupt_dir(&self.target))?;
-            if o.subpath.as_deref().is_some_and(|p| !path_components(p).is_empty()) {
-                // The target stands for the directory: it gets its metadata.
-                plan.dirs.push((self.target.clone(), Node { subtree: None, ..start }));
-            }
+            let is_sub = o.subpath.as_deref().is_some_and(|p| !path_components(p).is_empty());
             self.plan_tree(&sub, &self.target, &snap_path, false, &filter, &mut plan)?;
+            if is_sub {
+                // The target stands for the directory: it gets its metadata.
+                plan.batch.dirs_done.push((self.target.clone(), Node { subtree: None, ..start }));
+            }
         } else {
             let sel = filter.select(&snap_path, false, false);
             if sel != Selection::Skip {
@@ -337,30 +369,50 @@ impl<'a> Restore<'a> {
                 self.plan_node(start, path, snap_path, sel, &filter, &mut plan)?;
             }
         }
-        self.compare_files(&mut plan)?;
-        if o.dry_run {
-            return Ok(plan.result);
+        self.run_batch(&mut plan)?;
+        Ok(plan.result)
+    }
+
+    /// Adds `n` planned entries; writes the batch once it is full.
+    fn planned(&self, plan: &mut Plan, n: usize) -> Result<(), ArchiveError> {
+        plan.batch.entries += n;
+        if plan.batch.entries >= plan.limit {
+            self.run_batch(plan)?;
         }
-        self.write_content(&plan)?;
-        for (link, original) in &plan.hardlinks {
+        Ok(())
+    }
+
+    /// Writes everything the batch planned and empties it: compared files,
+    /// content, hard links, file metadata, then the metadata of the
+    /// directories completed in it (children first, so a parent's mtime is
+    /// set after its children exist and nothing later writes below it).
+    fn run_batch(&self, plan: &mut Plan) -> Result<(), ArchiveError> {
+        if self.cancel.is_cancelled() {
+            return Err(ArchiveError::Cancelled);
+        }
+        let mut batch = std::mem::take(&mut plan.batch);
+        self.compare_files(&mut batch, &mut plan.result)?;
+        plan.result.peak_planned = plan.result.peak_planned.max(batch.entries as u64);
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        self.write_content(&batch)?;
+        for (link, original) in &batch.hardlinks {
             replace_with(link, || std::fs::hard_link(original, link))?;
         }
-        let is_root = unsafe { libc::geteuid() } == 0;
-        let mut warnings = std::mem::take(&mut plan.result.warnings);
-        for (path, node) in &plan.meta {
-            apply_metadata(path, node, is_root, &mut warnings)?;
+        let warnings = &mut plan.result.warnings;
+        for (path, node) in &batch.meta {
+            apply_metadata(path, node, plan.is_root, warnings)?;
         }
-        // Deepest first: a parent's mtime is set after its children exist.
-        for (path, node) in plan.dirs.iter().rev() {
-            apply_metadata(path, node, is_root, &mut warnings)?;
+        for (path, node) in &batch.dirs_done {
+            apply_metadata(path, node, plan.is_root, warnings)?;
         }
-        plan.result.warnings = warnings;
-        if o.verify {
-            let (n, failures) = self.verify(&plan.verify)?;
-            plan.result.verified = n;
-            plan.result.verify_failures = failures;
+        if self.opts.verify {
+            let (n, failures) = self.verify(&batch.verify)?;
+            plan.result.verified += n;
+            plan.result.verify_failures.extend(failures);
         }
-        Ok(plan.result)
+        Ok(())
     }
 
     fn check_target(&self) -> Result<(), ArchiveError> {
@@ -459,7 +511,7 @@ impl<'a> Restore<'a> {
                 make_dir(&path)?;
             }
             plan.result.dirs += 1;
-            plan.dirs.push((path, node));
+            plan.open_dirs.push((path, node));
         }
         Ok(())
     }
@@ -493,16 +545,24 @@ impl<'a> Restore<'a> {
                 if plan.pending.len() == depth {
                     // Nothing below was selected.
                     plan.pending.pop();
+                    return Ok(());
                 }
-                Ok(())
+                // Created, and everything below is planned: its metadata
+                // goes with the batch that holds the last of its content.
+                let done = plan.open_dirs.pop().expect("a created directory is on the stack");
+                debug_assert_eq!(done.0, path);
+                plan.batch.dirs_done.push(done);
+                self.planned(plan, 1)
             }
             NodeKind::File => {
                 self.flush_pending(plan)?;
-                self.plan_file(path, node, plan)
+                self.plan_file(path, node, plan)?;
+                self.planned(plan, 0)
             }
             NodeKind::Symlink | NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev => {
                 self.flush_pending(plan)?;
-                self.plan_special(path, node, plan)
+                self.plan_special(path, node, plan)?;
+                self.planned(plan, 0)
             }
             NodeKind::Socket => Ok(()),
         }
@@ -551,7 +611,7 @@ impl<'a> Restore<'a> {
                 };
                 if same {
                     plan.result.others += 1;
-                    plan.meta.push((path, node));
+                    plan.batch.add_meta(path, node);
                     return Ok(());
                 }
             }
@@ -565,7 +625,7 @@ impl<'a> Restore<'a> {
             let target = node.target.clone().unwrap_or_default();
             replace_with(&path, || std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path))?;
             plan.result.others += 1;
-            plan.meta.push((path, node));
+            plan.batch.add_meta(path, node);
             return Ok(());
         }
         let kind = match node.kind {
@@ -586,7 +646,7 @@ impl<'a> Restore<'a> {
         match made {
             Ok(()) => {
                 plan.result.others += 1;
-                plan.meta.push((path, node));
+                plan.batch.add_meta(path, node);
             }
             Err(e) => plan.result.warnings.push(Warning { path, message: e.to_string() }),
         }
@@ -601,7 +661,8 @@ impl<'a> Restore<'a> {
                 if let Existing::Keep = self.existing(&path, &node)? {
                     plan.result.skipped += 1;
                 } else {
-                    plan.hardlinks.push((path, first.clone()));
+                    plan.batch.hardlinks.push((path, first.clone()));
+                    plan.batch.entries += 1;
                 }
                 return Ok(());
             }
@@ -627,22 +688,24 @@ impl<'a> Restore<'a> {
                 detail: format!("blobs add up to {offset} bytes but the node says {}", node.size),
             }));
         }
+        let batch = &mut plan.batch;
         if self.opts.verify {
-            plan.verify
+            batch
+                .verify
                 .push((path.clone(), chunks.iter().map(|(l, _)| (l.blob.id, l.blob.raw_length)).collect()));
         }
         match existing {
-            // Compared after the walk, in parallel.
+            // Compared when the batch is written, in parallel.
             Existing::Compare(md) if md.is_file() => {
-                plan.compare.push((path.clone(), chunks, node.size));
+                batch.entries += chunks.len();
+                batch.compare.push((path.clone(), chunks, node.size));
             }
             _ => {
-                self.create_file(&path, node.size)?;
                 let need = vec![true; chunks.len()];
-                place(plan, path.clone(), &chunks, &need);
+                batch.place(path.clone(), &chunks, &need, &mut plan.result, Some(node.size));
             }
         }
-        plan.meta.push((path, node));
+        plan.batch.add_meta(path, node);
         Ok(())
     }
 
@@ -662,8 +725,8 @@ impl<'a> Restore<'a> {
 
     /// Compares the existing files queued by the walk with their snapshot
     /// content (reading several at once) and plans the chunks that differ.
-    fn compare_files(&self, plan: &mut Plan) -> Result<(), ArchiveError> {
-        let jobs = std::mem::take(&mut plan.compare);
+    fn compare_files(&self, batch: &mut Batch, result: &mut RestoreResult) -> Result<(), ArchiveError> {
+        let jobs = std::mem::take(&mut batch.compare);
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<(usize, Compared)>> = Mutex::new(Vec::new());
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
@@ -689,13 +752,12 @@ impl<'a> Restore<'a> {
             let (path, chunks, size) = &jobs[i];
             match r? {
                 Some(need) => {
-                    if !place(plan, path.clone(), chunks, &need) {
-                        plan.result.skipped += 1;
+                    if !batch.place(path.clone(), chunks, &need, result, None) {
+                        result.skipped += 1;
                     }
                 }
                 None => {
-                    self.create_file(path, *size)?;
-                    place(plan, path.clone(), chunks, &vec![true; chunks.len()]);
+                    batch.place(path.clone(), chunks, &vec![true; chunks.len()], result, Some(*size));
                 }
             }
         }
@@ -786,16 +848,23 @@ impl<'a> Restore<'a> {
         Ok((files.len() as u64, failures))
     }
 
-    fn write_content(&self, plan: &Plan) -> Result<(), ArchiveError> {
-        let mut packs: Vec<(&PackId, &PackBlobs)> = plan.packs.iter().collect();
+    /// Creates the batch's new files, then writes their content: each
+    /// worker takes whole packs (biggest first), reads the span of a pack
+    /// it needs with one read, decrypts in place and writes every blob with
+    /// positional writes, so workers fill different parts of a large file
+    /// at once.
+    fn write_content(&self, batch: &Batch) -> Result<(), ArchiveError> {
+        let mut packs: Vec<(&PackId, &PackBlobs)> = batch.packs.iter().collect();
         // Bigger packs first so the tail of the run is not one big pack.
         packs.sort_by_key(|(id, blobs)| (std::cmp::Reverse(blobs.len()), **id));
         let workers = match self.opts.workers {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
             n => n,
         }
-        .min(packs.len().max(1));
+        .min(packs.len().max(batch.create.len()).max(1));
         let scope = Scope::new(&self.cancel);
+        let next_file = AtomicUsize::new(0);
+        let created = AtomicUsize::new(0);
         let next = AtomicUsize::new(0);
         let handles = FileHandles::default();
         std::thread::scope(|s| {
@@ -805,15 +874,37 @@ impl<'a> Restore<'a> {
             });
             let mut ws = Vec::new();
             for _ in 0..workers {
-                ws.push(spawn(s, &scope, "arch-restore", || loop {
-                    if scope.is_cancelled() {
-                        return Ok(());
+                ws.push(spawn(s, &scope, "arch-restore", || {
+                    // Creating files is metadata work the kernel serialises
+                    // per directory only: spread it over the workers too.
+                    loop {
+                        if scope.is_cancelled() {
+                            return Ok(());
+                        }
+                        let i = next_file.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(file, size)) = batch.create.get(i) else { break };
+                        self.create_file(&batch.files[file as usize], size)?;
+                        created.fetch_add(1, Ordering::Release);
                     }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((pack, blobs)) = packs.get(i) else {
-                        return Ok(());
-                    };
-                    self.restore_pack(pack, blobs, plan, &handles)?;
+                    // Content only once every file exists (a pack may hold
+                    // blobs of a file another worker is creating).
+                    while created.load(Ordering::Acquire) < batch.create.len() {
+                        if scope.is_cancelled() {
+                            return Ok(());
+                        }
+                        std::thread::yield_now();
+                    }
+                    let mut decoder = BlobDecoder::new()?;
+                    loop {
+                        if scope.is_cancelled() {
+                            return Ok(());
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((pack, blobs)) = packs.get(i) else {
+                            return Ok(());
+                        };
+                        self.restore_pack(pack, blobs, batch, &handles, &mut decoder)?;
+                    }
                 }));
             }
             for w in ws.into_iter().flatten() {
@@ -837,28 +928,29 @@ impl<'a> Restore<'a> {
         &self,
         pack: &PackId,
         blobs: &[(BlobLocation, Vec<Placement>)],
-        plan: &Plan,
+        batch: &Batch,
         handles: &FileHandles,
+        decoder: &mut BlobDecoder,
     ) -> Result<(), ArchiveError> {
         // One read covering every needed blob of the pack.
         let start = blobs.iter().map(|(l, _)| u64::from(l.blob.offset)).min().unwrap_or(0);
         let end =
             blobs.iter().map(|(l, _)| u64::from(l.blob.offset) + u64::from(l.blob.length)).max().unwrap_or(0);
-        let data = self
+        let mut data = self
             .repo
             .backend()
             .read_range(FileKind::Pack, &pack.to_hex(), start, end - start)
             .map_err(arch_repository::RepoError::from)?;
         for (loc, places) in blobs {
             let from = (u64::from(loc.blob.offset) - start) as usize;
-            let sealed = &data[from..from + loc.blob.length as usize];
-            let plain = decode_blob(self.repo.key(), loc, sealed)?;
-            let zero = !self.opts.dense && is_zero(&plain);
+            let sealed = &mut data[from..from + loc.blob.length as usize];
+            let plain = decoder.decode(self.repo.key(), loc, sealed)?;
+            let zero = !self.opts.dense && is_zero(plain);
             for p in places {
                 if !zero {
-                    let path = &plan.files[p.file as usize];
+                    let path = &batch.files[p.file as usize];
                     let f = handles.get(p.file, path)?;
-                    f.write_all_at(&plain, p.file_offset).map_err(|e| ArchiveError::io("write", path, e))?;
+                    f.write_all_at(plain, p.file_offset).map_err(|e| ArchiveError::io("write", path, e))?;
                 }
                 self.progress.bytes_processed(plain.len() as u64);
             }
@@ -867,24 +959,45 @@ impl<'a> Restore<'a> {
     }
 }
 
-/// Plans the chunks of `path` marked in `need`; false if there are none.
-fn place(plan: &mut Plan, path: PathBuf, chunks: &[(BlobLocation, u64)], need: &[bool]) -> bool {
-    if !need.iter().any(|&n| n) {
-        return false;
+impl Batch {
+    fn add_meta(&mut self, path: PathBuf, node: Node) {
+        self.meta.push((path, node));
+        self.entries += 1;
     }
-    let file_no = plan.files.len() as u32;
-    for ((loc, off), n) in chunks.iter().zip(need) {
-        if !n {
-            continue;
+
+    /// Plans the chunks of `path` marked in `need`, and with `create` the
+    /// creation of the file at that size first; false if there is nothing
+    /// to do.
+    fn place(
+        &mut self,
+        path: PathBuf,
+        chunks: &[(BlobLocation, u64)],
+        need: &[bool],
+        result: &mut RestoreResult,
+        create: Option<u64>,
+    ) -> bool {
+        if create.is_none() && !need.iter().any(|&n| n) {
+            return false;
         }
-        let entries = plan.packs.entry(loc.pack).or_default();
-        let slot = *plan.seen.entry((loc.pack, loc.blob.id)).or_insert_with(|| {
-            entries.push((*loc, Vec::new()));
-            entries.len() - 1
-        });
-        entries[slot].1.push(Placement { file: file_no, file_offset: *off });
-        plan.result.written += u64::from(loc.blob.raw_length);
+        let file_no = self.files.len() as u32;
+        for ((loc, off), n) in chunks.iter().zip(need) {
+            if !n {
+                continue;
+            }
+            let entries = self.packs.entry(loc.pack).or_default();
+            let slot = *self.seen.entry((loc.pack, loc.blob.id)).or_insert_with(|| {
+                entries.push((*loc, Vec::new()));
+                entries.len() - 1
+            });
+            entries[slot].1.push(Placement { file: file_no, file_offset: *off });
+            self.entries += 1;
+            result.written += u64::from(loc.blob.raw_length);
+        }
+        if let Some(size) = create {
+            self.create.push((file_no, size));
+        }
+        self.files.push(path);
+        self.entries += 1;
+        true
     }
-    plan.files.push(path);
-    true
 }

@@ -66,6 +66,23 @@ impl Key {
         out.extend_from_slice(&tag);
     }
 
+    /// Opens sealed bytes in place: on success the returned slice (inside
+    /// `sealed`) is the plaintext. Nothing is copied or allocated.
+    pub fn open_in_place<'a>(&self, sealed: &'a mut [u8]) -> Result<&'a mut [u8], AuthError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(AuthError);
+        }
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let at = rest.len() - TAG_LEN;
+        let (ct, tag) = rest.split_at_mut(at);
+        let nonce: [u8; NONCE_LEN] = (&*nonce).try_into().map_err(|_| AuthError)?;
+        let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| AuthError)?;
+        self.cipher
+            .decrypt_inout_detached(&XNonce::from(nonce), b"", (&mut *ct).into(), &Tag::from(tag))
+            .map_err(|_| AuthError)?;
+        Ok(ct)
+    }
+
     /// Opens sealed bytes, returning the plaintext.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
         if sealed.len() < SEAL_OVERHEAD {

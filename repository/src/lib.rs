@@ -58,7 +58,7 @@ mod tree;
 
 pub use backend::{Backend, FileInfo, FileKind};
 pub use backend_url::{open_backend, with_retries, BackendOptions, BackendUrl, Endpoint};
-pub use blob_codec::{decode_blob, BlobEncoder};
+pub use blob_codec::{decode_blob, BlobDecoder, BlobEncoder};
 pub use cache::CachedBackend;
 pub use check::{
     check, CancelCheck, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem,
