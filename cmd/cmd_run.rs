@@ -243,21 +243,24 @@ pub fn run(cli: &Cli, args: &RunArgs, token: &CancellationToken) -> Result<i32> 
         ("ARCH_FAILED_STEPS".to_string(), failed.join(",")),
         ("ARCH_ERROR".to_string(), errors.first().cloned().unwrap_or_default()),
     ]);
+    // The closing hooks run even after an interrupt (they may unmount or
+    // report); their timeout still bounds them, and a second signal exits.
+    let closing = CancellationToken::new();
     if before_ok {
         let (which, cmd) =
             if severity(code) < 2 { ("after", &p.hooks.after) } else { ("on-failure", &p.hooks.on_failure) };
         if let Some(cmd) = cmd {
-            hook(cli, which, cmd, &env, timeout, token, &mut steps, &mut errors);
+            hook(cli, which, cmd, &env, timeout, &closing, &mut steps, &mut errors);
         }
     } else if let Some(cmd) = &p.hooks.on_failure {
-        hook(cli, "on-failure", cmd, &env, timeout, token, &mut steps, &mut errors);
+        hook(cli, "on-failure", cmd, &env, timeout, &closing, &mut steps, &mut errors);
     }
     if let Some(cmd) = &p.hooks.finally {
         // The final code includes the after hook's outcome.
         let mut env = env.clone();
         env.retain(|(k, _)| k != "ARCH_EXIT_CODE");
         env.push(("ARCH_EXIT_CODE".to_string(), worst(&steps).to_string()));
-        hook(cli, "finally", cmd, &env, timeout, token, &mut steps, &mut errors);
+        hook(cli, "finally", cmd, &env, timeout, &closing, &mut steps, &mut errors);
     }
     let code = worst(&steps);
     state.last_run = Some(now);
@@ -388,8 +391,8 @@ fn unused_space(cli: &Cli, p: &Profile) -> Result<u64> {
     let inner = parse(cli, p, p.prune_args(true))?;
     let repo = Arc::new(crate::repo::open_unindexed(&inner)?);
     let _lease = crate::repo::lease(&inner, &repo, false)?;
-    let r = arch_archiver::prune(&repo, &PruneOptions::default().dry_run(true).max_unused(0.0))?;
-    Ok(r.bytes_marked.saturating_sub(r.bytes_repacked))
+    let r = arch_archiver::prune(&repo, &PruneOptions::default().dry_run(true))?;
+    Ok(r.bytes_unused)
 }
 
 #[cfg(test)]

@@ -22,6 +22,11 @@ impl Setup {
     /// Writes `profile` (TOML lines for `[profiles.home]`, `$BASE`
     /// replaced) after the common keys.
     fn new(profile: &str) -> Setup {
+        Setup::with_source("paths = [\"${BASE}/src\"]", profile)
+    }
+
+    /// As [`Setup::new`] with `source` instead of the `paths` line.
+    fn with_source(source: &str, profile: &str) -> Setup {
         let (tmp, base) = common::tempdir();
         let repo = base.join("repo");
         common::init_repo(&repo);
@@ -32,7 +37,7 @@ impl Setup {
         fs::write(base.join("pass"), format!("{PASSWORD}\n")).unwrap();
         let config = base.join("profiles.toml");
         let text = format!(
-            "[profiles.home]\nrepository = \"${{BASE}}/repo\"\npassword-file = \"${{BASE}}/pass\"\npaths = [\"${{BASE}}/src\"]\n{profile}\n"
+            "[profiles.home]\nrepository = \"${{BASE}}/repo\"\npassword-file = \"${{BASE}}/pass\"\n{source}\n{profile}\n"
         );
         fs::write(&config, text).unwrap();
         // Only the profile's password file can open the repository: no
@@ -308,4 +313,82 @@ fn log_file_rotates_by_size() {
         assert!(len <= 400 + 200, "{} has {len} bytes", p.display());
         assert!(!fs::read_to_string(p).unwrap().contains(PASSWORD));
     }
+}
+
+#[test]
+fn a_failing_stream_source_fails_the_run() {
+    let s = Setup::with_source(
+        r#"stdin-command = ["sh", "-c", "echo partial; exit 4"]"#,
+        "[profiles.home.hooks]\non-failure = \"env > $BASE/failure.env\"\n",
+    );
+    let r = s.run(&[]);
+    r.expect_code(1, "the source command fails");
+    assert!(r.stderr.contains("backup:") && r.stderr.contains("exit status: 4"), "{}", r.stderr);
+    assert!(s.snapshots().is_empty(), "no snapshot of a failed source");
+    assert_eq!(s.hook_env("failure.env")["ARCH_FAILED_STEPS"], "backup");
+}
+
+#[test]
+fn an_interrupted_run_exits_130_and_still_runs_closing_hooks() {
+    let s = Setup::with_source(
+        r#"stdin-command = ["sh", "-c", "exec cat /dev/urandom"]"#,
+        r#"
+[profiles.home.retention]
+keep-last = 1
+[profiles.home.hooks]
+before = "touch $BASE/started"
+on-failure = "env > $BASE/failure.env"
+finally = "env > $BASE/finally.env"
+"#,
+    );
+    let child = s.env.spawn(&["run", "home"]);
+    let t = Instant::now();
+    while !s.base.join("started").exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "run never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(s.snapshots().is_empty());
+    let env = s.hook_env("finally.env");
+    assert_eq!(env["ARCH_EXIT_CODE"], "130");
+    assert_eq!(s.hook_env("failure.env")["ARCH_FAILED_STEPS"], "backup");
+    assert_eq!(s.state()["last_exit_code"], 130);
+}
+
+#[test]
+fn prune_runs_when_unused_space_passes_the_threshold() {
+    let s = Setup::new(
+        r#"
+[profiles.home.retention]
+keep-last = 1
+[profiles.home.prune]
+when-unused-exceeds = "1M"
+grace = "0"
+"#,
+    );
+    let steps = |r: &Run| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+        v["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap().to_string()).collect()
+    };
+    let r = s.run(&["--time", "2026-02-01T03:00:00Z", "--json-summary"]);
+    r.ok("first run");
+    assert_eq!(steps(&r), ["backup", "forget"], "nothing unused yet: {}", r.stderr);
+    assert!(s.state()["last_prune"].is_null());
+
+    // The 3 MiB file leaves the source; forgetting its snapshot leaves
+    // 3 MiB unused, past the 1M threshold.
+    fs::remove_file(s.src.join("big")).unwrap();
+    let r = s.run(&["--time", "2026-02-02T03:00:00Z", "--json-summary"]);
+    r.ok("second run");
+    assert_eq!(steps(&r), ["backup", "forget", "prune"], "{}", r.stderr);
+    assert_eq!(time_of(&s.state()["last_prune"]), "2026-02-02T03:00:00+00:00");
+    assert!(common::dir_size(&s.repo.join("data")) < 1 << 20, "the big file's data is gone");
+
+    let r = s.run(&["--time", "2026-02-03T03:00:00Z", "--json-summary"]);
+    r.ok("third run");
+    assert_eq!(steps(&r), ["backup", "forget"], "little unused again: {}", r.stderr);
 }

@@ -4,6 +4,14 @@
 //! [`Progress`] sink, an [`ErrorPolicy`] and a `CancellationToken`, list
 //! snapshots, and [`Restore`] one.
 //!
+//! Besides filesystem paths, a backup can save one stream
+//! ([`Backup::stream`] with a [`StreamSource`]) or a tree the caller
+//! describes itself ([`Backup::tree`] with a [`TreeSource`]). Maintenance:
+//! [`ForgetPolicy`] with [`remove_snapshot`], [`prune`], [`check`], each
+//! under a [`Lease`]. The crate's `examples/` show each operation
+//! (`backup_progress`, `restore_file`, `forget_prune`, `custom_source`,
+//! `cancel_backup`, `tokio_embed`).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use arch_archiver::{Backup, InitOptions, KdfParams, LocalBackend, Repository, Restore};

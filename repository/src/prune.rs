@@ -112,6 +112,10 @@ pub struct PruneReport {
     pub index_files_written: usize,
     /// Index files removed.
     pub index_files_removed: usize,
+    /// Bytes that no snapshot needs and that were not marked before the
+    /// run: whole unneeded packs plus the unneeded blobs of partly used
+    /// ones (what a prune without tolerance for waste would free).
+    pub bytes_unused: u64,
 }
 
 struct PackState {
@@ -221,6 +225,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport, Repo
     for p in &order {
         let s = &packs[p];
         let need: u64 = needed.get(p).map_or(0, |v| v.iter().map(|b| u64::from(b.length)).sum());
+        if need == 0 && s.marked_at.is_none() {
+            report.bytes_unused += s.size;
+        }
         let fate = match (need, s.marked_at) {
             (0, Some(at)) if now.saturating_sub(at) >= opts.grace.as_secs() => Fate::Delete,
             (0, Some(at)) => {
@@ -239,6 +246,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport, Repo
                 }
                 let area: u64 = s.blobs.iter().map(|b| u64::from(b.length)).sum::<u64>().max(1);
                 let unused = area.saturating_sub(need);
+                report.bytes_unused += unused;
                 if unused as f64 / area as f64 > opts.max_unused {
                     repack.push((unused, *p));
                 }
