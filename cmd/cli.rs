@@ -33,6 +33,11 @@ pub struct Cli {
     /// "10m"); default: fail at once with exit code 11.
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub retry_lock: Option<std::time::Duration>,
+    /// Memory for the repository index ("512M", "2G"); beyond it the index
+    /// spills to a temporary file (TMPDIR) and keeps working, more slowly.
+    /// Default: no limit (about 48 bytes per blob).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    pub mem_limit: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }

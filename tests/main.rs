@@ -9,6 +9,7 @@ mod copy;
 mod forget;
 mod format;
 mod library;
+mod mem_limit;
 mod prune;
 mod restore;
 mod restore_batch;
