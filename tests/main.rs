@@ -11,5 +11,6 @@ mod format;
 mod library;
 mod mem_limit;
 mod prune;
+mod read_mode;
 mod restore;
 mod restore_batch;
