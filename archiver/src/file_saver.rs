@@ -21,7 +21,7 @@ use crate::context::Ctx;
 use crate::dir_state::DirState;
 use crate::error::ArchiveError;
 use crate::fault::Stage;
-use crate::read_mode::{drop_cache, Mapping, ReadMode};
+use crate::read_mode::{drop_cache, is_cached, Mapping, ReadMode};
 use crate::scanner::FileJob;
 use crate::sparse::SparseReader;
 use crate::stats::add;
@@ -58,7 +58,7 @@ pub(crate) fn run(
         ctx.progress.file_started(&job.path);
         let streamed = job.stream.is_some();
         let source = match job.stream {
-            Some(s) => Ok(Source::Stream(s)),
+            Some(s) => Ok(Opened { source: Source::Stream(s), keep_cached: true }),
             None => open_file(ctx, &job.path),
         };
         let saved = source
@@ -95,8 +95,14 @@ fn open_source(path: &Path) -> std::io::Result<File> {
     }
 }
 
+/// An opened source file, and whether its pages were cached already.
+struct Opened {
+    source: Source,
+    keep_cached: bool,
+}
+
 /// Opens a source file, hole-aware when it is sparse.
-fn open_file(ctx: &Ctx<'_>, path: &Path) -> Result<Source, FileFailure> {
+fn open_file(ctx: &Ctx<'_>, path: &Path) -> Result<Opened, FileFailure> {
     let file = open_source(path).map_err(FileFailure::Source)?;
     add(&ctx.stats.files_opened, 1);
     #[cfg(test)]
@@ -104,16 +110,18 @@ fn open_file(ctx: &Ctx<'_>, path: &Path) -> Result<Source, FileFailure> {
         hook(path);
     }
     let opened = file.metadata().map_err(FileFailure::Source)?;
+    let keep_cached = is_cached(&file, opened.len());
     // Fewer allocated blocks than the size says: the file has holes, which
     // are produced as zeros without reading them.
-    Ok(if opened.blocks() * 512 < opened.len() {
+    let source = if opened.blocks() * 512 < opened.len() {
         Source::Sparse(SparseReader::new(file, opened.len()))
     } else if ctx.read_mode == ReadMode::Mmap && opened.len() > 0 && usize::try_from(opened.len()).is_ok() {
         let map = Mapping::new(&file, opened.len() as usize).map_err(FileFailure::Source)?;
         Source::Mapped(file, map)
     } else {
         Source::Plain(file)
-    })
+    };
+    Ok(Opened { source, keep_cached })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -121,12 +129,13 @@ fn save_file(
     ctx: &Ctx<'_>,
     path: &Path,
     mut node: Node,
-    mut file: Source,
+    opened: Opened,
     chunker: &Chunker,
     buf: &mut Vec<u8>,
     cuts: &mut Vec<usize>,
     blobs: &Sender<BlobJob>,
 ) -> Result<Node, FileFailure> {
+    let Opened { source: mut file, keep_cached } = opened;
     let block = buf.capacity();
     let mut content: Vec<Id> = Vec::with_capacity((node.size >> 20) as usize + 1);
     let mut total = 0u64;
@@ -185,7 +194,9 @@ fn save_file(
     // A file written to while it was read is saved as read, with a warning;
     // its new mtime makes the next backup read it again.
     if let Some(f) = file.file() {
-        drop_cache(f);
+        if !keep_cached {
+            drop_cache(f);
+        }
         let after = f.metadata().map_err(FileFailure::Source)?;
         if after.len() != total || after.mtime() != node.mtime.0 || after.mtime_nsec() as u32 != node.mtime.1
         {

@@ -2,9 +2,10 @@
 //! default), or a read-only memory map chunked in place (opt-in: no copy
 //! into a buffer, but a file truncated by another process while it is
 //! mapped kills the backup with SIGBUS, which `read` turns into a short
-//! read). Either way the file's pages are dropped from the page cache once
-//! it is read, so a nightly backup does not push the machine's working set
-//! out of memory.
+//! read). Either way, a file that was not in the page cache before the
+//! backup read it is dropped from it afterwards, so a nightly backup does
+//! not push the machine's working set out of memory (and files that are in
+//! the working set stay cached).
 
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
@@ -78,6 +79,22 @@ impl Drop for Mapping {
         // SAFETY: unmaps exactly the mapping made in new.
         unsafe { libc::munmap(self.ptr, self.len) };
     }
+}
+
+/// Whether any of the first 64 MiB of `file` (`len` bytes) is in the page
+/// cache: then someone else uses it, and the backup leaves it there.
+pub(crate) fn is_cached(file: &File, len: u64) -> bool {
+    let len = len.min(64 << 20) as usize;
+    if len == 0 {
+        return false;
+    }
+    let Ok(map) = Mapping::new(file, len) else { return false };
+    let page = 4096usize;
+    let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: the mapping is len bytes and vec has one byte per page of it
+    // (the page size is at least 4096, so this is enough).
+    let rc = unsafe { libc::mincore(map.ptr, len, vec.as_mut_ptr()) };
+    rc == 0 && vec.iter().any(|&b| b & 1 != 0)
 }
 
 /// Tells the kernel the file's cached pages are no longer needed.
