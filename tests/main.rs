@@ -2,6 +2,7 @@
 
 mod backup_cli;
 mod browse;
+mod browse_agree;
 mod check;
 mod cli;
 mod common;
