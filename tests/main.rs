@@ -9,6 +9,7 @@ mod common;
 mod copy;
 mod forget;
 mod format;
+mod json_outputs;
 mod library;
 mod mem_limit;
 mod prune;
