@@ -5,14 +5,18 @@
 #   init     create a fresh repository (timed, but not in the summary table)
 #   backup1  first backup of the corpus into the fresh repository
 #   backup2  second backup with no change (parent detection / metadata path)
+#   backup3  third backup after about 1 % of the corpus changed (bench/mutate.sh, once per round
+#            before either tool runs it; the corpus in the cache stays changed)
 #   restore  restore of "latest" into an empty directory, then `diff -r` against the corpus
+#   check    check --read-data (every pack read, decrypted and verified)
 #
 # Every run is measured with /usr/bin/time (wall seconds, peak RSS, user/sys CPU); repository size
 # with `du -sb`. The summary uses medians across rounds; every raw number goes to
-# bench/work/results-<timestamp>.csv (and the summary to results-<timestamp>.txt).
+# bench/results/results-<timestamp>.csv (and the summary to results-<timestamp>.txt).
 #
 # Environment:
-#   BENCH_SIZE_MB=1024        corpus size in MiB (cached in bench/work/corpus-<size>)
+#   BENCH_SIZE_MB=1024        corpus size in MiB (cached in bench/work/corpus-<size>); 64 for a quick run
+#   BENCH_RESULTS=bench/results  where the CSV and the summary are written
 #   BENCH_ROUNDS=3            rounds
 #   BENCH_ONLY=both           both | arch | restic
 #   BENCH_DROP_CACHES=all     all: drop the page cache before every timed backup and restore;
@@ -94,8 +98,10 @@ CORPUS_FILES=$(sed -n 's/^files=//p' "$CORPUS.done")
 
 # ------------------------------------------------------------------ run bookkeeping
 TS=$(date +%Y%m%d-%H%M%S)
-CSV="$WORK/results-$TS.csv"
-TXT="$WORK/results-$TS.txt"
+RESULTS=${BENCH_RESULTS:-$BENCH_DIR/results}
+mkdir -p "$RESULTS"
+CSV="$RESULTS/results-$TS.csv"
+TXT="$RESULTS/results-$TS.txt"
 RUN="$WORK/run"
 LOGDIR="$WORK/logs-$TS"
 mkdir -p "$LOGDIR"
@@ -115,8 +121,8 @@ drop_caches() { # -> 0 when the page cache was dropped
 prepare_cache() { # PHASE -> sets M_CACHE to cold|warm for the coming run
     M_CACHE=warm
     case $DROP in
-        all) [[ $1 == backup* || $1 == restore ]] || return 0 ;;
-        restore) [[ $1 == restore ]] || return 0 ;;
+        all) [[ $1 == backup* || $1 == restore || $1 == check ]] || return 0 ;;
+        restore) [[ $1 == restore || $1 == check ]] || return 0 ;;
         none) return 0 ;;
     esac
     if drop_caches; then M_CACHE=cold; fi
@@ -213,7 +219,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
         csv_row "$round" "$tool" init "$(repo_bytes "${REPO[$tool]}")" ""
     done
 
-    for phase in backup1 backup2; do
+    for phase in backup1 backup2 backup3; do
+        if [[ $phase == backup3 ]]; then
+            "$BENCH_DIR/mutate.sh" "$CORPUS" "$round"
+            CORPUS_BYTES=$(du -sb "$CORPUS" | cut -f1)
+        fi
         for tool in "${TOOLS[@]}"; do
             case $tool in
                 arch) measure "$round" arch "$phase" "$ARCH_BIN" backup --quiet --repo "${REPO[arch]}" "$CORPUS" ;;
@@ -241,6 +251,15 @@ for ((round = 1; round <= ROUNDS; round++)); do
         csv_row "$round" "$tool" restore "" "$v"
         say "[round $round/$ROUNDS] $tool restore: ${M_WALL}s, $(mib $((M_RSS * 1024))) MiB peak RSS, verify $v, exit $M_RC ($M_CACHE)"
         rm -rf "${TARGET[$tool]}"   # free the space before the next tool restores
+    done
+
+    for tool in "${TOOLS[@]}"; do
+        case $tool in
+            arch) measure "$round" arch check "$ARCH_BIN" check --read-data --repo "${REPO[arch]}" ;;
+            restic) measure "$round" restic check restic check --read-data --repo "${REPO[restic]}" ;;
+        esac
+        csv_row "$round" "$tool" check "$(repo_bytes "${REPO[$tool]}")" ""
+        say "[round $round/$ROUNDS] $tool check --read-data: ${M_WALL}s, $(mib $((M_RSS * 1024))) MiB peak RSS, exit $M_RC ($M_CACHE)"
     done
 done
 [[ $KEEP == 1 ]] || rm -rf "$RUN"
@@ -275,11 +294,11 @@ mbps() { awk -v t="$1" -v b="$CORPUS_BYTES" 'BEGIN { if (t == "NA" || t + 0 == 0
     echo
     printf '%-30s %12s %12s %8s\n' "phase / metric" arch restic ratio
     printf '%-30s %12s %12s %8s\n' "------------------------------" "------------" "------------" "--------"
-    for phase in backup1 backup2 restore; do
+    for phase in backup1 backup2 backup3 restore check; do
         aw=$(med arch "$phase" wall_s); rw=$(med restic "$phase" wall_s)
         ar=$(med arch "$phase" max_rss_kib); rr=$(med restic "$phase" max_rss_kib)
         printf '%-30s %12s %12s %8s\n' "$phase wall s" "$(fmt "$aw" 2)" "$(fmt "$rw" 2)" "$(ratio "$rw" "$aw")"
-        if [[ $phase != backup2 ]]; then
+        if [[ $phase == backup1 || $phase == restore ]]; then
             printf '%-30s %12s %12s %8s\n' "$phase MiB/s" "$(mbps "$aw")" "$(mbps "$rw")" "$(ratio "$rw" "$aw")"
         fi
         au=$(med arch "$phase" user_s); ru=$(med restic "$phase" user_s)
@@ -289,7 +308,7 @@ mbps() { awk -v t="$1" -v b="$CORPUS_BYTES" 'BEGIN { if (t == "NA" || t + 0 == 0
         printf '%-30s %12s %12s %8s\n' "$phase CPU s (user+sys)" "$(fmt "$ac" 2)" "$(fmt "$rc" 2)" "$(ratio "$rc" "$ac")"
         printf '%-30s %12s %12s %8s\n' "$phase peak RSS MiB" "$(fmt "$ar" 1 1024)" "$(fmt "$rr" 1 1024)" "$(ratio "$ar" "$rr")"
     done
-    for phase in backup1 backup2; do
+    for phase in backup1 backup2 backup3; do
         as=$(med arch "$phase" repo_bytes); rs=$(med restic "$phase" repo_bytes)
         printf '%-30s %12s %12s %8s\n' "repo MiB after $phase" "$(fmt "$as" 1 1048576)" "$(fmt "$rs" 1 1048576)" "$(ratio "$as" "$rs")"
     done

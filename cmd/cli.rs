@@ -50,6 +50,11 @@ pub struct Cli {
     pub retry_lock: Option<std::time::Duration>,
     #[command(flatten)]
     pub log: crate::log_file::LogArgs,
+    /// Memory for the repository index ("512M", "2G"); beyond it the index
+    /// spills to a temporary file (TMPDIR) and keeps working, more slowly.
+    /// Default: no limit (about 48 bytes per blob).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    pub mem_limit: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -124,6 +129,10 @@ pub struct BackupArgs {
     /// Write no snapshot if nothing changed since the parent snapshot.
     #[arg(long)]
     pub skip_if_unchanged: bool,
+    /// How file content is read: "read" (default) or "mmap" (maps each
+    /// file; a file truncated during the backup then aborts it).
+    #[arg(long, value_name = "MODE", default_value = "read")]
+    pub read_mode: arch_archiver::ReadMode,
     /// Snapshot time instead of now ("2026-01-31 23:59:00" local, or RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub time: Option<chrono::DateTime<chrono::FixedOffset>>,

@@ -72,6 +72,7 @@ pub fn run_outcome(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> R
         opts = opts.time(t);
     }
     opts = opts.dry_run(args.dry_run).skip_if_unchanged(args.skip_if_unchanged).with_atime(args.with_atime);
+    opts = opts.read_mode(args.read_mode);
     let backup = if args.stdin {
         let stdin: Box<dyn std::io::Read + Send> = Box::new(std::io::stdin());
         Backup::stream(&repo, StreamSource::new(&args.stdin_filename, stdin))

@@ -106,7 +106,17 @@ pub fn open(cli: &Cli) -> Result<Repository> {
 pub fn open_unindexed(cli: &Cli) -> Result<Repository> {
     let (_, backend) = backend(cli)?;
     let password = crate::password::get(cli.password_file.as_deref(), false)?;
-    Ok(Repository::open_unindexed(backend, &password)?)
+    Ok(index_options(cli, Repository::open_unindexed(backend, &password)?))
+}
+
+/// Applies `--mem-limit` to a repository whose index is not loaded yet.
+fn index_options(cli: &Cli, repo: Repository) -> Repository {
+    match cli.mem_limit {
+        Some(bytes) => repo.with_index_options(
+            arch_archiver::MasterIndexOptions::default().mem_limit(bytes.try_into().unwrap_or(usize::MAX)),
+        ),
+        None => repo,
+    }
 }
 
 /// Opens the repository, takes a lease, and only then reads the index: an
@@ -126,7 +136,7 @@ pub fn open_or_create_default(cli: &Cli) -> Result<(Arc<Repository>, Lease)> {
     let (loc, backend) = backend(cli)?;
     if loc.is_default && !backend.exists()? {
         let password = crate::password::get(cli.password_file.as_deref(), true)?;
-        let repo = Repository::init(backend, &password, &InitOptions::default())?;
+        let repo = index_options(cli, Repository::init(backend, &password, &InitOptions::default())?);
         if !cli.quiet {
             eprintln!("created the default repository at {}", loc.url);
         }

@@ -197,6 +197,7 @@ impl<'a> Backup<'a> {
             rules: ChangeRules { ignore_inode: self.opts.ignore_inode, ignore_ctime: self.opts.ignore_ctime },
             dry_run: self.opts.dry_run,
             with_atime: self.opts.with_atime,
+            read_mode: self.opts.read_mode,
             chunk_bufs: crate::pool::BufPool::new(32),
             pack_bufs: crate::pool::BufPool::new(8),
             #[cfg(test)]

@@ -42,6 +42,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) dry_run: bool,
     /// Keep access times in nodes.
     pub(crate) with_atime: bool,
+    /// How file content is read.
+    pub(crate) read_mode: crate::read_mode::ReadMode,
     /// Buffers of new chunks, FileSaver -> BlobSaver -> back.
     pub(crate) chunk_bufs: crate::pool::BufPool,
     /// Pack buffers, BlobSaver/TreeSaver -> uploader -> back.

@@ -21,6 +21,7 @@ use crate::context::Ctx;
 use crate::dir_state::DirState;
 use crate::error::ArchiveError;
 use crate::fault::Stage;
+use crate::read_mode::{drop_cache, is_cached, Mapping, ReadMode};
 use crate::scanner::FileJob;
 use crate::sparse::SparseReader;
 use crate::stats::add;
@@ -57,7 +58,7 @@ pub(crate) fn run(
         ctx.progress.file_started(&job.path);
         let streamed = job.stream_is_whole_backup;
         let source = match job.stream {
-            Some(s) => Ok(Source::Stream(s)),
+            Some(s) => Ok(Opened { source: Source::Stream(s), keep_cached: true }),
             None => open_file(ctx, &job.path),
         };
         let saved = source
@@ -94,8 +95,14 @@ fn open_source(path: &Path) -> std::io::Result<File> {
     }
 }
 
+/// An opened source file, and whether its pages were cached already.
+struct Opened {
+    source: Source,
+    keep_cached: bool,
+}
+
 /// Opens a source file, hole-aware when it is sparse.
-fn open_file(ctx: &Ctx<'_>, path: &Path) -> Result<Source, FileFailure> {
+fn open_file(ctx: &Ctx<'_>, path: &Path) -> Result<Opened, FileFailure> {
     let file = open_source(path).map_err(FileFailure::Source)?;
     add(&ctx.stats.files_opened, 1);
     #[cfg(test)]
@@ -103,13 +110,18 @@ fn open_file(ctx: &Ctx<'_>, path: &Path) -> Result<Source, FileFailure> {
         hook(path);
     }
     let opened = file.metadata().map_err(FileFailure::Source)?;
+    let keep_cached = is_cached(&file, opened.len());
     // Fewer allocated blocks than the size says: the file has holes, which
     // are produced as zeros without reading them.
-    Ok(if opened.blocks() * 512 < opened.len() {
+    let source = if opened.blocks() * 512 < opened.len() {
         Source::Sparse(SparseReader::new(file, opened.len()))
+    } else if ctx.read_mode == ReadMode::Mmap && opened.len() > 0 && usize::try_from(opened.len()).is_ok() {
+        let map = Mapping::new(&file, opened.len() as usize).map_err(FileFailure::Source)?;
+        Source::Mapped(file, map)
     } else {
         Source::Plain(file)
-    })
+    };
+    Ok(Opened { source, keep_cached })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -117,18 +129,39 @@ fn save_file(
     ctx: &Ctx<'_>,
     path: &Path,
     mut node: Node,
-    mut file: Source,
+    opened: Opened,
     chunker: &Chunker,
     buf: &mut Vec<u8>,
     cuts: &mut Vec<usize>,
     blobs: &Sender<BlobJob>,
 ) -> Result<Node, FileFailure> {
+    let Opened { source: mut file, keep_cached } = opened;
     let block = buf.capacity();
     let mut content: Vec<Id> = Vec::with_capacity((node.size >> 20) as usize + 1);
     let mut total = 0u64;
     let mut eof = false;
     buf.clear();
+    if let Source::Mapped(_, map) = &file {
+        // Chunked in place, a block at a time, nothing copied unless new.
+        let bytes = map.bytes();
+        while (total as usize) < bytes.len() {
+            if ctx.scope.is_cancelled() {
+                return Err(FileFailure::Run(ArchiveError::Cancelled));
+            }
+            let rest = &bytes[total as usize..];
+            let at_eof = rest.len() <= block;
+            let window = &rest[..rest.len().min(block)];
+            chunker.cut(window, at_eof, cuts);
+            let off = save_chunks(ctx, window, cuts, &mut content, blobs)?;
+            total += off as u64;
+        }
+        map.release();
+        eof = true;
+    }
     loop {
+        if eof && buf.is_empty() {
+            break;
+        }
         // Fill the block (or reach EOF). The block is larger than the
         // largest chunk, so every cut makes progress.
         while !eof && buf.len() < block {
@@ -151,22 +184,7 @@ fn save_file(
             break;
         }
         chunker.cut(buf, eof, cuts);
-        let mut off = 0;
-        for &len in cuts.iter() {
-            let chunk = &buf[off..off + len];
-            off += len;
-            let id = Id::hash(chunk);
-            content.push(id);
-            // Only new chunks are copied out of the read buffer; the buffer
-            // itself is reused for the whole run.
-            if ctx.pending.add_pending(BlobType::Data, id) {
-                let mut data = ctx.chunk_bufs.get(len);
-                data.extend_from_slice(chunk);
-                ctx.scope.send(blobs, BlobJob { id, data }).map_err(FileFailure::Run)?;
-            }
-        }
-        add(&ctx.stats.bytes_read, off as u64);
-        ctx.progress.bytes_processed(off as u64);
+        let off = save_chunks(ctx, buf, cuts, &mut content, blobs)?;
         total += off as u64;
         buf.drain(..off);
         if eof && buf.is_empty() {
@@ -176,6 +194,9 @@ fn save_file(
     // A file written to while it was read is saved as read, with a warning;
     // its new mtime makes the next backup read it again.
     if let Some(f) = file.file() {
+        if !keep_cached {
+            drop_cache(f);
+        }
         let after = f.metadata().map_err(FileFailure::Source)?;
         if after.len() != total || after.mtime() != node.mtime.0 || after.mtime_nsec() as u32 != node.mtime.1
         {
@@ -191,9 +212,39 @@ fn save_file(
     Ok(node)
 }
 
-/// What a FileSaver reads: a file, plainly or hole-aware, or a stream.
+/// Hashes the chunks `cuts` of `buf` and hands the new ones to the
+/// BlobSaver; returns the bytes consumed.
+fn save_chunks(
+    ctx: &Ctx<'_>,
+    buf: &[u8],
+    cuts: &[usize],
+    content: &mut Vec<Id>,
+    blobs: &Sender<BlobJob>,
+) -> Result<usize, FileFailure> {
+    let mut off = 0;
+    for &len in cuts {
+        let chunk = &buf[off..off + len];
+        off += len;
+        let id = Id::hash(chunk);
+        content.push(id);
+        // Only new chunks are copied out of the read buffer (or mapping);
+        // the buffer itself is reused for the whole run.
+        if ctx.pending.add_pending(BlobType::Data, id) {
+            let mut data = ctx.chunk_bufs.get(len);
+            data.extend_from_slice(chunk);
+            ctx.scope.send(blobs, BlobJob { id, data }).map_err(FileFailure::Run)?;
+        }
+    }
+    add(&ctx.stats.bytes_read, off as u64);
+    ctx.progress.bytes_processed(off as u64);
+    Ok(off)
+}
+
+/// What a FileSaver reads: a file, plainly or hole-aware, mapped, or a
+/// stream.
 enum Source {
     Plain(File),
+    Mapped(File, Mapping),
     Sparse(SparseReader),
     Stream(Box<dyn Read + Send>),
 }
@@ -201,7 +252,7 @@ enum Source {
 impl Source {
     fn file(&self) -> Option<&File> {
         match self {
-            Source::Plain(f) => Some(f),
+            Source::Plain(f) | Source::Mapped(f, _) => Some(f),
             Source::Sparse(s) => Some(s.file()),
             Source::Stream(_) => None,
         }
@@ -211,7 +262,7 @@ impl Source {
 impl Read for Source {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
-            Source::Plain(f) => f.read(buf),
+            Source::Plain(f) | Source::Mapped(f, _) => f.read(buf),
             Source::Sparse(s) => s.read(buf),
             Source::Stream(s) => s.read(buf),
         }

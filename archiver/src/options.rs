@@ -51,6 +51,8 @@ pub struct BackupOptions {
     pub blob_workers: usize,
     /// Threads that store finished packs.
     pub upload_workers: usize,
+    /// How file content is read (default: `read(2)`).
+    pub read_mode: crate::read_mode::ReadMode,
 }
 
 impl BackupOptions {
@@ -177,6 +179,14 @@ impl BackupOptions {
     /// finished; remote backends will want more.
     pub fn upload_workers(mut self, n: usize) -> Self {
         self.upload_workers = n;
+        self
+    }
+
+    /// How file content is read: [`crate::ReadMode::Mmap`] maps regular
+    /// files instead of copying them into a buffer (a file truncated while
+    /// mapped then aborts the process with SIGBUS).
+    pub fn read_mode(mut self, mode: crate::read_mode::ReadMode) -> Self {
+        self.read_mode = mode;
         self
     }
 

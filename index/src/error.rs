@@ -11,4 +11,8 @@ pub enum IndexError {
     /// Writing a finished index file through the sink failed.
     #[error("saving index file failed: {0}")]
     Sink(#[source] crate::master::SinkError),
+    /// Reading or writing the temporary file the index spills to (see
+    /// `MasterIndexOptions::mem_limit`) failed.
+    #[error("index spill file in the temporary directory failed (check TMPDIR's free space): {0}")]
+    Spill(#[source] std::io::Error),
 }

@@ -1,8 +1,9 @@
 //! Blob ids, index files and the in-memory master index of an arch repository.
 //!
-//! This crate does no I/O. The [`MasterIndex`] persists finished index files
-//! through the [`IndexSink`] trait, which the repository crate implements by
-//! sealing and uploading them.
+//! This crate does no repository I/O. The [`MasterIndex`] persists finished
+//! index files through the [`IndexSink`] trait, which the repository crate
+//! implements by sealing and uploading them; with a memory limit it spills
+//! its entries to an unnamed temporary file.
 //!
 //! ```
 //! use arch_index::{BlobId, BlobType, MasterIndex};
@@ -21,6 +22,7 @@ mod error;
 mod id;
 mod index_file;
 mod master;
+mod table;
 
 pub use blob::{BlobLocation, BlobType, Compression, PackedBlob};
 pub use error::IndexError;

@@ -2,12 +2,13 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::blob::{BlobLocation, BlobType, Compression, PackedBlob};
+use crate::blob::{BlobLocation, BlobType, PackedBlob};
 use crate::error::IndexError;
 use crate::id::{BlobId, Id, PackId};
 use crate::index_file::{IndexFile, PackEntry};
+use crate::table::{Loc, Table};
 
 /// The error type an [`IndexSink`] returns.
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
@@ -31,6 +32,10 @@ pub struct MasterIndexOptions {
     /// backup that is killed loses at most this much indexing work.
     /// Default 5 minutes.
     pub max_age: Duration,
+    /// Bytes of blob entries kept in memory (about 48 per blob); beyond
+    /// it the sorted entries move to an unnamed temporary file and lookups
+    /// read them from there. Zero (the default): no limit.
+    pub mem_limit: usize,
 }
 
 impl MasterIndexOptions {
@@ -44,6 +49,11 @@ impl MasterIndexOptions {
         self.max_age = d;
         self
     }
+    /// Sets [`MasterIndexOptions::mem_limit`].
+    pub fn mem_limit(mut self, bytes: usize) -> Self {
+        self.mem_limit = bytes;
+        self
+    }
     fn resolved(mut self) -> Self {
         if self.max_blobs_per_file == 0 {
             self.max_blobs_per_file = 50_000;
@@ -55,20 +65,9 @@ impl MasterIndexOptions {
     }
 }
 
-/// Where a blob lives, without the id (the map key). The pack is an index
-/// into `Inner::packs` so the 32-byte pack id is stored once per pack.
-#[derive(Clone, Copy)]
-struct Loc {
-    pack: u32,
-    offset: u32,
-    length: u32,
-    raw_length: u32,
-    compression: Compression,
-}
-
 /// Blob ids are uniformly random, so their first 8 bytes are a perfect hash.
 #[derive(Default)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -85,7 +84,7 @@ impl Hasher for IdHasher {
     }
 }
 
-type IdMap<V> = HashMap<BlobId, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdMap<V> = HashMap<BlobId, V, BuildHasherDefault<IdHasher>>;
 type IdSet = HashSet<BlobId, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
@@ -98,8 +97,8 @@ struct Pending {
 struct Inner {
     packs: Vec<PackId>,
     pack_numbers: IdMap<u32>,
-    data: IdMap<Loc>,
-    tree: IdMap<Loc>,
+    data: Table,
+    tree: Table,
     /// Blobs only found in packs marked for deletion: readable (a snapshot
     /// written during the grace period may still need them) but never used
     /// for deduplication.
@@ -112,13 +111,26 @@ struct Inner {
     open: IndexFile,
     open_blobs: usize,
     open_since: Option<Instant>,
+    /// The first failure of the spill file, reported by the next
+    /// [`MasterIndex::store_pack`] or [`MasterIndex::flush`].
+    spill_error: Option<std::io::Error>,
 }
 
 impl Inner {
-    fn map(&self, t: BlobType) -> &IdMap<Loc> {
+    fn table(&self, t: BlobType) -> &Table {
         match t {
             BlobType::Data => &self.data,
             BlobType::Tree => &self.tree,
+        }
+    }
+    fn get(&self, t: BlobType, id: &BlobId) -> Result<Option<Loc>, std::io::Error> {
+        self.table(t).get(id)
+    }
+    fn settle(&mut self) {
+        for r in [self.data.settle(), self.tree.settle()] {
+            if let Err(e) = r {
+                self.spill_error.get_or_insert(e);
+            }
         }
     }
     fn pending(&mut self, session: u64, t: BlobType) -> &mut IdSet {
@@ -152,7 +164,23 @@ impl Inner {
         n
     }
     fn insert(&mut self, pack: PackId, blobs: &[PackedBlob]) {
-        self.insert_into(pack, blobs, false);
+        let n = self.pack_number(pack);
+        for b in blobs {
+            let loc = Loc {
+                pack: n,
+                offset: b.offset,
+                length: b.length,
+                raw_length: b.raw_length,
+                compression: b.compression,
+            };
+            let r = match b.blob_type {
+                BlobType::Data => self.data.insert(&b.id, &loc),
+                BlobType::Tree => self.tree.insert(&b.id, &loc),
+            };
+            if let Err(e) = r {
+                self.spill_error.get_or_insert(e);
+            }
+        }
     }
 
     fn insert_into(&mut self, pack: PackId, blobs: &[PackedBlob], marked: bool) {
@@ -166,10 +194,14 @@ impl Inner {
                 compression: b.compression,
             };
             match (b.blob_type, marked) {
-                (BlobType::Data, false) => self.data.insert(b.id, loc),
-                (BlobType::Tree, false) => self.tree.insert(b.id, loc),
-                (BlobType::Data, true) => self.marked_data.insert(b.id, loc),
-                (BlobType::Tree, true) => self.marked_tree.insert(b.id, loc),
+                (BlobType::Data, false) => self.data.load(&b.id, &loc),
+                (BlobType::Tree, false) => self.tree.load(&b.id, &loc),
+                (BlobType::Data, true) => {
+                    self.marked_data.insert(b.id, loc);
+                }
+                (BlobType::Tree, true) => {
+                    self.marked_tree.insert(b.id, loc);
+                }
             };
         }
     }
@@ -200,7 +232,49 @@ pub struct MasterIndex {
 impl MasterIndex {
     /// An empty index.
     pub fn new(opts: MasterIndexOptions) -> MasterIndex {
-        MasterIndex { opts: opts.resolved(), inner: RwLock::default(), written: Mutex::default() }
+        let opts = opts.resolved();
+        // The limit is shared by the two tables in proportion: data blobs
+        // are nearly all of them.
+        let inner = Inner {
+            data: Table::with_limit(opts.mem_limit),
+            tree: Table::with_limit(opts.mem_limit / 8),
+            ..Inner::default()
+        };
+        MasterIndex { opts, inner: RwLock::new(inner), written: Mutex::default() }
+    }
+
+    /// The inner state with everything loaded sorted in (loading appends;
+    /// the first reader afterwards sorts once).
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        {
+            let inner = self.inner.read();
+            if !inner.data.needs_settle() && !inner.tree.needs_settle() {
+                return inner;
+            }
+        }
+        let mut inner = self.inner.write();
+        inner.settle();
+        RwLockWriteGuard::downgrade(inner)
+    }
+
+    fn write_settled(&self) -> RwLockWriteGuard<'_, Inner> {
+        let mut inner = self.inner.write();
+        inner.settle();
+        inner
+    }
+
+    /// Looks `id` up; a failing spill file reads as "not indexed" (a
+    /// backup then stores the blob again, a restore names it missing) and
+    /// the failure is reported by the next store or flush.
+    fn find(inner: &Inner, t: BlobType, id: &BlobId) -> Option<Loc> {
+        inner.get(t, id).unwrap_or_default()
+    }
+
+    /// Bytes of memory held by the blob entries (for measuring the index's
+    /// footprint per blob; packs and pending sets are not counted).
+    pub fn memory_bytes(&self) -> usize {
+        let inner = self.read();
+        inner.data.memory() + inner.tree.memory()
     }
 
     /// Adds the entries of an existing index file (read from the repository).
@@ -216,18 +290,18 @@ impl MasterIndex {
 
     /// Where blob `id` of type `t` is stored, if it is indexed.
     pub fn lookup(&self, t: BlobType, id: &BlobId) -> Option<BlobLocation> {
-        let inner = self.inner.read();
+        let inner = self.read();
         let marked = match t {
             BlobType::Data => &inner.marked_data,
             BlobType::Tree => &inner.marked_tree,
         };
-        let loc = inner.map(t).get(id).or_else(|| marked.get(id))?;
-        Some(inner.location(t, id, loc))
+        let loc = Self::find(&inner, t, id).or_else(|| marked.get(id).copied())?;
+        Some(inner.location(t, id, &loc))
     }
 
     /// Whether blob `id` of type `t` is indexed (pending blobs do not count).
     pub fn contains(&self, t: BlobType, id: &BlobId) -> bool {
-        self.inner.read().map(t).contains_key(id)
+        Self::find(&self.read(), t, id).is_some()
     }
 
     /// Starts a session (one backup) with its own set of pending blobs,
@@ -241,7 +315,7 @@ impl MasterIndex {
 
     /// Number of indexed blobs of type `t`.
     pub fn blob_count(&self, t: BlobType) -> usize {
-        self.inner.read().map(t).len()
+        self.read().table(t).len()
     }
 
     /// Number of packs known to the index.
@@ -252,15 +326,16 @@ impl MasterIndex {
     /// Every indexed blob with its location (including blobs of packs
     /// marked for deletion), for check and prune.
     pub fn all_blobs(&self) -> Vec<BlobLocation> {
-        let inner = self.inner.read();
+        let inner = self.read();
         let mut out = Vec::with_capacity(inner.data.len() + inner.tree.len());
-        let maps = [
-            (BlobType::Data, &inner.data),
-            (BlobType::Tree, &inner.tree),
-            (BlobType::Data, &inner.marked_data),
-            (BlobType::Tree, &inner.marked_tree),
-        ];
-        for (t, map) in maps {
+        for t in [BlobType::Data, BlobType::Tree] {
+            let r = inner.table(t).for_each(|id, loc| out.push(inner.location(t, &id, &loc)));
+            if r.is_err() {
+                // Reported by the next store or flush, as for lookups.
+                continue;
+            }
+        }
+        for (t, map) in [(BlobType::Data, &inner.marked_data), (BlobType::Tree, &inner.marked_tree)] {
             out.extend(map.iter().map(|(id, loc)| inner.location(t, id, loc)));
         }
         out
@@ -276,8 +351,11 @@ impl MasterIndex {
         sink: &dyn IndexSink,
     ) -> Result<(), IndexError> {
         let full = {
-            let mut inner = self.inner.write();
+            let mut inner = self.write_settled();
             inner.insert(pack, blobs);
+            if let Some(e) = inner.spill_error.take() {
+                return Err(IndexError::Spill(e));
+            }
             for p in inner.sessions.values_mut() {
                 for b in blobs {
                     match b.blob_type {
@@ -305,7 +383,10 @@ impl MasterIndex {
     /// Writes the open index file if it lists anything; returns its id.
     pub fn flush(&self, sink: &dyn IndexSink) -> Result<Option<Id>, IndexError> {
         let file = {
-            let mut inner = self.inner.write();
+            let mut inner = self.write_settled();
+            if let Some(e) = inner.spill_error.take() {
+                return Err(IndexError::Spill(e));
+            }
             if inner.open.packs.is_empty() {
                 return Ok(None);
             }
@@ -345,11 +426,11 @@ impl PendingSession<'_> {
     /// caller of this session is storing it.
     pub fn add_pending(&self, t: BlobType, id: BlobId) -> bool {
         // Cheap shared check first: on a re-backup nearly every blob is known.
-        if self.index.inner.read().map(t).contains_key(&id) {
+        if MasterIndex::find(&self.index.read(), t, &id).is_some() {
             return false;
         }
-        let mut inner = self.index.inner.write();
-        if inner.map(t).contains_key(&id) {
+        let mut inner = self.index.write_settled();
+        if MasterIndex::find(&inner, t, &id).is_some() {
             return false;
         }
         inner.pending(self.id, t).insert(id)
@@ -371,6 +452,7 @@ impl Drop for PendingSession<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blob::Compression;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 

@@ -118,6 +118,13 @@ impl Repository {
         Ok(Repository { backend, key, config, index: MasterIndex::new(Default::default()), key_id })
     }
 
+    /// Replaces the master index with an empty one with these options
+    /// (before [`Repository::load_index`]; what was loaded is dropped).
+    pub fn with_index_options(mut self, opts: arch_index::MasterIndexOptions) -> Self {
+        self.index = MasterIndex::new(opts);
+        self
+    }
+
     /// Replaces the master index's options (before a backup starts); the
     /// loaded entries are kept by reloading.
     pub fn set_index_options(&mut self, opts: arch_index::MasterIndexOptions) -> Result<(), RepoError> {
