@@ -204,7 +204,10 @@ fn an_unchanged_file_is_not_opened_again_and_a_changed_one_is() {
     let s = second.snapshot.summary.clone().unwrap();
     assert_eq!(second.files_read, 0, "no file may be opened when nothing changed");
     assert_eq!((s.files_new, s.files_changed, s.files_unmodified), (0, 0, 40));
-    assert_eq!(s.blobs_added, 0);
+    // Only the trees above the source may be new: other processes touch
+    // /tmp, an ancestor whose mtime the snapshot records.
+    let ancestors = src.ancestors().count() as u64 - 1;
+    assert!(s.blobs_added <= ancestors, "{} blobs added, at most {ancestors} trees allowed", s.blobs_added);
     assert_eq!(second.snapshot.parent, first.snapshot_id);
     assert_eq!(
         subtree(&repo, &second.snapshot, &src),
