@@ -13,3 +13,4 @@ mod format;
 mod library;
 mod prune;
 mod restore;
+mod tamper;
