@@ -10,6 +10,7 @@ mod crash;
 mod faults;
 mod forget;
 mod format;
+mod fuzz_replay;
 mod library;
 mod prune;
 mod restore;
