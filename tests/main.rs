@@ -14,4 +14,5 @@ mod fuzz_replay;
 mod library;
 mod prune;
 mod restore;
+mod security;
 mod tamper;
