@@ -5,6 +5,7 @@ mod browse;
 mod check;
 mod cli;
 mod common;
+mod concurrency;
 mod copy;
 mod crash;
 mod faults;
