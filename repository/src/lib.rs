@@ -51,6 +51,8 @@ mod size;
 mod snapshot;
 mod snapshot_edit;
 mod tree;
+#[cfg(test)]
+mod zeroize_tests;
 
 pub use backend::{Backend, FileInfo, FileKind};
 pub use blob_codec::{decode_blob, BlobEncoder};
