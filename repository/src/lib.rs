@@ -32,6 +32,8 @@ mod backend;
 mod blob_codec;
 mod check;
 mod chunker;
+#[cfg(test)]
+mod chunker_proptests;
 mod config;
 mod crypto;
 mod error;
@@ -44,6 +46,8 @@ mod local;
 mod lock;
 mod object;
 mod pack;
+#[cfg(test)]
+mod pack_proptests;
 mod prune;
 mod repo;
 mod retention;
