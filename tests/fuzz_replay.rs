@@ -8,7 +8,10 @@ mod harness;
 
 use std::path::Path;
 
-const TARGETS: [(&str, fn(&[u8])); 8] = [
+/// A fuzz target's harness function.
+type Harness = fn(&[u8]);
+
+const TARGETS: [(&str, Harness); 8] = [
     ("pack_header", harness::pack_header),
     ("index_file", harness::index_file),
     ("tree", harness::tree),

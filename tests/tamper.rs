@@ -144,17 +144,16 @@ fn swapping_two_valid_objects_is_detected() {
             let blobs = arch_repository::parse_pack(repo.key(), &id, &std::fs::read(p).unwrap()).unwrap();
             blobs.len() >= 2 && blobs[0].length == blobs[1].length
         })
-        .expect("a pack with two blobs of equal sealed length")
-        .clone();
-    let data = std::fs::read(&path).unwrap();
-    let id = arch_archiver::Id::from_hex(&name).unwrap();
+        .expect("a pack with two blobs of equal sealed length");
+    let data = std::fs::read(path).unwrap();
+    let id = arch_archiver::Id::from_hex(name).unwrap();
     let blobs = arch_repository::parse_pack(repo.key(), &id, &data).unwrap();
     let (x, y) = (&blobs[0], &blobs[1]);
     let mut swapped = data.clone();
     let (xs, ys, l) = (x.offset as usize, y.offset as usize, x.length as usize);
     swapped[xs..xs + l].copy_from_slice(&data[ys..ys + l]);
     swapped[ys..ys + l].copy_from_slice(&data[xs..xs + l]);
-    set_writable(&path);
-    std::fs::write(&path, &swapped).unwrap();
+    set_writable(path);
+    std::fs::write(path, &swapped).unwrap();
     assert!(complaint(&repo_dir).is_some(), "blobs swapped inside pack {name} went unnoticed");
 }
