@@ -52,6 +52,11 @@ fn small_repo() -> (tempfile::TempDir, PathBuf) {
         common::write_random_file(&p, i, 50 << 10);
     }
     std::fs::write(src.join("text"), "some text\n".repeat(500)).unwrap();
+    // Small incompressible files of one size: single chunks whose sealed
+    // blobs have equal lengths, several of them in one pack.
+    for i in 0..8u64 {
+        common::write_random_file(&src.join(format!("same-{i}")), 100 + i, 3000);
+    }
     Backup::new(&repo, [&src]).run().unwrap();
     std::fs::write(src.join("d0/g"), b"second snapshot").unwrap();
     Backup::new(&repo, [&src]).run().unwrap();
@@ -137,18 +142,20 @@ fn swapping_two_valid_objects_is_detected() {
     // hash and by each blob's id (bound to its plaintext).
     let repo = common::open_repo(&repo_dir);
     let packs = common::pack_files(&repo_dir);
-    let (name, path) = packs
+    let (name, path, x, y) = packs
         .iter()
-        .find(|(_, p)| {
-            let id = arch_archiver::Id::from_hex(p.file_name().unwrap().to_str().unwrap()).unwrap();
+        .find_map(|(name, p)| {
+            let id = arch_archiver::Id::from_hex(name).unwrap();
             let blobs = arch_repository::parse_pack(repo.key(), &id, &std::fs::read(p).unwrap()).unwrap();
-            blobs.len() >= 2 && blobs[0].length == blobs[1].length
+            for (i, x) in blobs.iter().enumerate() {
+                if let Some(y) = blobs[i + 1..].iter().find(|y| y.length == x.length) {
+                    return Some((name, p, *x, *y));
+                }
+            }
+            None
         })
         .expect("a pack with two blobs of equal sealed length");
     let data = std::fs::read(path).unwrap();
-    let id = arch_archiver::Id::from_hex(name).unwrap();
-    let blobs = arch_repository::parse_pack(repo.key(), &id, &data).unwrap();
-    let (x, y) = (&blobs[0], &blobs[1]);
     let mut swapped = data.clone();
     let (xs, ys, l) = (x.offset as usize, y.offset as usize, x.length as usize);
     swapped[xs..xs + l].copy_from_slice(&data[ys..ys + l]);
