@@ -154,3 +154,31 @@ fn backup_forget_and_prune_at_once() {
     env.run(&common::args(&[&"prune", &"--repo", &repo_dir, &"--grace", &"0"])).ok("final prune");
     assert_everything_restores(&env, &repo_dir, &work.join("final"));
 }
+
+/// Objects deleted while another process lists them (locks released by
+/// concurrent commands) are left out of the listing; the listing itself
+/// never fails. (Found by `backup_forget_and_prune_at_once`.)
+#[test]
+fn listing_while_objects_are_deleted_never_fails() {
+    use arch_archiver::{Backend, FileKind, LocalBackend};
+    let (_t, work) = common::tempdir();
+    let b = std::sync::Arc::new(LocalBackend::new(work.join("repo")));
+    b.create_layout().unwrap();
+    let writer = {
+        let b = std::sync::Arc::clone(&b);
+        std::thread::spawn(move || {
+            for i in 0..3000u32 {
+                let name = arch_archiver::Id::hash(&i.to_le_bytes()).to_hex();
+                b.create(FileKind::Lock, &name, b"lock").unwrap();
+                b.delete(FileKind::Lock, &name).unwrap();
+            }
+        })
+    };
+    let mut lists = 0;
+    while !writer.is_finished() {
+        b.list(FileKind::Lock).expect("list while objects come and go");
+        lists += 1;
+    }
+    writer.join().unwrap();
+    assert!(lists > 10, "{lists}");
+}
