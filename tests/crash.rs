@@ -177,6 +177,14 @@ impl Harness {
     }
 
     fn pick(&mut self) -> Op {
+        // Every fifth run goes to an operation not killed yet, so even a
+        // short run kills each of them.
+        let missing = [Op::Backup, Op::Forget, Op::Prune, Op::Copy]
+            .into_iter()
+            .find(|op| !self.tally.per_op.contains_key(&format!("{op:?}")));
+        if let Some(op) = missing.filter(|_| self.rng.next_u64().is_multiple_of(5)) {
+            return op;
+        }
         match self.rng.next_u64() % 20 {
             0..=7 => Op::Backup,
             8..=10 => Op::Forget,
@@ -245,7 +253,7 @@ fn crash_harness(kills: u32, seed: u64) -> Tally {
     }
     let start = Instant::now();
     let mut k = 0;
-    while h.tally.kills < kills {
+    while h.tally.kills < kills || h.tally.per_op.len() < 4 {
         h.one_kill(k);
         k += 1;
         assert!(k < kills * 4 + 20, "kills keep missing: {:?}", h.tally);
@@ -287,7 +295,7 @@ fn assert_clean(t: &Tally) {
 
 #[test]
 fn crash_harness_short() {
-    let t = crash_harness(16, 0xC0FFEE);
+    let t = crash_harness(20, 0xC0FFEE);
     assert_clean(&t);
     assert!(t.per_op.len() == 4, "every operation was killed at least once: {:?}", t.per_op);
 }

@@ -68,10 +68,12 @@ fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static
             h.join().unwrap();
             v
         }
-        Err(_) => {
-            assert!(!h.is_finished() || h.join().is_ok(), "{what} panicked");
-            panic!("{what} did not finish within {BOUND:?}");
+        // The sender was dropped without sending: the closure panicked.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            let _ = h.join();
+            panic!("{what} panicked");
         }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("{what} did not finish within {BOUND:?}"),
     }
 }
 

@@ -52,6 +52,10 @@ impl BlobEncoder {
     }
 }
 
+/// Largest plaintext one blob may have (1 GiB; chunks are at most 16 MiB,
+/// trees of huge directories can be larger).
+const MAX_BLOB_PLAINTEXT: u64 = 1 << 30;
+
 /// Opens, decompresses and verifies one sealed blob read from its pack.
 /// Fails with [`RepoError::Corrupt`] naming the pack and blob if the seal,
 /// the compression or the content hash is wrong.
@@ -60,8 +64,18 @@ pub fn decode_blob(key: &Key, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u
     let plain = key.open(sealed).map_err(|e| RepoError::corrupt(what(), e.to_string()))?;
     let data = match loc.blob.compression {
         Compression::None => plain,
-        Compression::Zstd => zstd::bulk::decompress(&plain, loc.blob.raw_length as usize)
-            .map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?,
+        Compression::Zstd => {
+            // The index's length is trusted only as far as the frame agrees
+            // and a blob can be large: a damaged entry must not make us
+            // allocate gigabytes for a few compressed bytes.
+            let raw = u64::from(loc.blob.raw_length);
+            let framed = zstd::zstd_safe::get_frame_content_size(&plain).ok().flatten();
+            if framed.is_some_and(|n| n != raw) || raw > MAX_BLOB_PLAINTEXT {
+                return Err(RepoError::corrupt(what(), "plaintext length differs from the index"));
+            }
+            zstd::bulk::decompress(&plain, raw as usize)
+                .map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?
+        }
     };
     if data.len() != loc.blob.raw_length as usize {
         return Err(RepoError::corrupt(what(), "plaintext length differs from the index"));

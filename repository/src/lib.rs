@@ -34,6 +34,8 @@ mod blob_codec;
 mod cache;
 mod check;
 mod chunker;
+#[cfg(test)]
+mod chunker_proptests;
 mod config;
 mod crypto;
 mod error;
@@ -46,6 +48,8 @@ mod local;
 mod lock;
 mod object;
 mod pack;
+#[cfg(test)]
+mod pack_proptests;
 mod prune;
 mod repo;
 mod retention;
@@ -55,6 +59,8 @@ mod size;
 mod snapshot;
 mod snapshot_edit;
 mod tree;
+#[cfg(test)]
+mod zeroize_tests;
 
 pub use backend::{Backend, FileInfo, FileKind};
 pub use backend_url::{open_backend, with_retries, BackendOptions, BackendUrl, Endpoint};

@@ -219,7 +219,13 @@ impl Backend for LocalBackend {
                 if !valid_name(kind, &name) {
                     continue;
                 }
-                let size = e.metadata().map_err(|err| self.io(kind, &name, "stat", &e.path(), err))?.len();
+                // An object deleted since read_dir (a lock released by
+                // another process) was not there when the listing ended.
+                let size = match e.metadata() {
+                    Ok(m) => m.len(),
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(self.io(kind, &name, "stat", &e.path(), err)),
+                };
                 out.push(FileInfo { name, size });
             }
         }

@@ -1,0 +1,62 @@
+//! Property tests of the chunker: chunks cover the input exactly, respect
+//! the size bounds, and streaming in any buffer size gives the chunks of
+//! the whole input.
+
+use proptest::prelude::*;
+
+use crate::chunker::Chunker;
+use crate::config::ChunkerParams;
+
+fn params(seed: u64) -> ChunkerParams {
+    ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096, seed }
+}
+
+fn data(seed: u64, len: usize, runs: bool) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|i| {
+            if runs && (i / 3000) % 2 == 1 {
+                return 0; // long zero runs: cuts forced by max_size
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn chunks_cover_the_input_within_bounds(seed: u64, len in 0usize..60_000, runs: bool) {
+        let d = data(seed, len, runs);
+        let c = Chunker::new(params(seed));
+        let mut cuts = Vec::new();
+        c.cut(&d, true, &mut cuts);
+        prop_assert_eq!(cuts.iter().sum::<usize>(), d.len());
+        for (i, &n) in cuts.iter().enumerate() {
+            prop_assert!(n <= 4096, "chunk {} is {} bytes", i, n);
+            prop_assert!(n >= 256 || i + 1 == cuts.len(), "chunk {} is {} bytes", i, n);
+        }
+    }
+
+    #[test]
+    fn streaming_in_any_buffer_size_gives_the_same_chunks(
+        seed: u64, len in 0usize..40_000, window in 4096usize..12_000, runs: bool,
+    ) {
+        let d = data(seed, len, runs);
+        let c = Chunker::new(params(seed ^ 7));
+        let mut whole = Vec::new();
+        c.cut(&d, true, &mut whole);
+        let (mut pos, mut got, mut tmp) = (0usize, Vec::new(), Vec::new());
+        while pos < d.len() {
+            let end = (pos + window).min(d.len());
+            c.cut(&d[pos..end], end == d.len(), &mut tmp);
+            pos += tmp.iter().sum::<usize>();
+            got.extend_from_slice(&tmp);
+        }
+        prop_assert_eq!(got, whole);
+    }
+}
