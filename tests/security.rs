@@ -99,7 +99,10 @@ fn repository_files_are_0600_and_folders_0700() {
 #[test]
 fn password_and_master_key_never_appear_in_output_or_files_outside_the_repository() {
     let (_t, work) = common::tempdir();
-    let env = ArchEnv::new(&work).var("ARCH_PASSWORD", SECRET);
+    // Every command also writes the log file, which the scan of files
+    // outside the repository below covers.
+    let log = work.join("logs").join("arch.log");
+    let env = ArchEnv::new(&work).var("ARCH_PASSWORD", SECRET).var("ARCH_LOG_FILE", &log);
     let repo = work.join("repo");
     let src = work.join("src");
     std::fs::create_dir_all(src.join("docs")).unwrap();
@@ -177,4 +180,6 @@ fn password_and_master_key_never_appear_in_output_or_files_outside_the_repositor
         scanned += 1;
     }
     assert!(scanned > 0, "the restore wrote files outside the repository");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("wrong password"), "the log records the failures:\n{logged}");
 }
