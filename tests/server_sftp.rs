@@ -1,6 +1,6 @@
 //! A real SFTP server for tests: Debian's OpenSSH sshd on 127.0.0.1 with a
-//! generated host key and client key, serving `internal-sftp` with its
-//! access log (every open, remove, rename) in `log_path()`.
+//! generated host key and client key, serving OpenSSH's sftp-server with
+//! its access log (every open, remove, rename) beside sshd's own log.
 //!
 //! `SftpServer::start()` returns `None` (after printing a note) when sshd
 //! is not installed, unless ARCH_REQUIRE_SERVERS=1 (CI), where it panics.
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use arch_archiver::SftpOptions;
 
 const SSHD: &str = "/usr/sbin/sshd";
+const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 
 /// A running sshd; killed and reaped when dropped.
 pub struct SftpServer {
@@ -46,7 +47,10 @@ impl SftpServer {
     /// Starts a server, or returns `None` if sshd is missing and servers
     /// are not required.
     pub fn start() -> Option<SftpServer> {
-        if !Path::new(SSHD).exists() || Command::new("ssh").arg("-V").output().is_err() {
+        if !Path::new(SSHD).exists()
+            || !Path::new(SFTP_SERVER).exists()
+            || Command::new("ssh").arg("-V").output().is_err()
+        {
             if std::env::var("ARCH_REQUIRE_SERVERS").as_deref() == Ok("1") {
                 panic!("{SSHD} or ssh is missing and ARCH_REQUIRE_SERVERS=1: apt-get install openssh-server openssh-client");
             }
@@ -75,9 +79,9 @@ impl SftpServer {
             &config,
             format!(
                 "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\n\
-                 Subsystem sftp internal-sftp -l INFO\nUsePAM no\nPermitRootLogin prohibit-password\n\
+                 Subsystem sftp {SFTP_SERVER} -e -l INFO 2>>{d}/sftp.log\nUsePAM no\nPermitRootLogin prohibit-password\n\
                  StrictModes no\nAuthorizedKeysFile {d}/client_key.pub\nPidFile none\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel INFO\n",
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel VERBOSE\n",
                 port = self.port,
                 d = self.dir.display()
             ),
@@ -105,14 +109,19 @@ impl SftpServer {
         }
     }
 
-    /// sshd's log: connections, logins and internal-sftp's access log.
-    pub fn log_path(&self) -> PathBuf {
+    fn log_path(&self) -> PathBuf {
         self.dir.join("sshd.log")
     }
 
-    /// The log's text so far.
+    /// sshd's log (connections, logins) followed by the sftp-server access
+    /// log (sessions, and every open, remove and rename), so far. (sshd's
+    /// internal-sftp cannot log to a file when sshd runs in the foreground,
+    /// hence the separate sftp-server, which the login shell runs with its
+    /// stderr appended to the access log.)
     pub fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
+        let mut s = fs::read_to_string(self.log_path()).unwrap_or_default();
+        s.push_str(&fs::read_to_string(self.dir.join("sftp.log")).unwrap_or_default());
+        s
     }
 
     /// Kills the server (and with it every session it serves).
@@ -142,13 +151,11 @@ impl SftpServer {
     }
 
     /// The repository URL for `path` on this server.
-    #[allow(dead_code)] // until the CLI tests use it
     pub fn url(&self, path: &Path) -> String {
         format!("sftp:{}@127.0.0.1:{}:{}", self.user, self.port, path.display())
     }
 
     /// The `-o` options the CLI needs for this server.
-    #[allow(dead_code)] // until the CLI tests use it
     pub fn cli_options(&self) -> Vec<String> {
         vec![
             "-o".into(),

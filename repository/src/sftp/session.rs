@@ -152,11 +152,21 @@ impl Session {
             .rfind(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
             .unwrap_or("")
             .to_string();
-        let transient = is_transient_connect(&last);
+        // ssh explains every failure that needs the user (refused key,
+        // unknown host, host key mismatch) at its default log level; one
+        // that exits 255 silently lost its connection (a server going
+        // down during the key exchange, with LogLevel=ERROR).
+        let silent_ssh_exit = last.is_empty() && status.and_then(|st| st.code()) == Some(255);
+        let transient = is_transient_connect(&last) || silent_ssh_exit;
+        let cause = if e.kind() == io::ErrorKind::UnexpectedEof {
+            "connection closed".to_string()
+        } else {
+            e.to_string()
+        };
         let detail = match (last.is_empty(), status) {
             (false, _) => last,
-            (true, Some(st)) => format!("the sftp command exited ({st}) before the SFTP handshake: {e}"),
-            (true, None) => format!("SFTP handshake failed: {e}"),
+            (true, Some(st)) => format!("the sftp command exited ({st}) before the SFTP handshake ({cause})"),
+            (true, None) => format!("SFTP handshake failed: {cause}"),
         };
         SftpError::Connect { detail, transient }
     }
