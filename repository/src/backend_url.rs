@@ -10,7 +10,9 @@ use crate::backend::Backend;
 use crate::check::CancelCheck;
 use crate::error::BackendError;
 use crate::local::LocalBackend;
+use crate::rest::RestBackend;
 use crate::retry::{RetryBackend, RetryPolicy};
+use crate::s3::S3Backend;
 
 /// Scheme, host and port of an HTTP service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -548,18 +550,24 @@ fn parse_duration(s: &str) -> Option<Duration> {
 
 /// Opens the backend a location names. Remote backends come wrapped in a
 /// [`RetryBackend`] configured from `opts` (see [`with_retries`]).
-pub fn open_backend(url: &BackendUrl, _opts: &BackendOptions) -> Result<Arc<dyn Backend>, BackendError> {
-    match url {
-        BackendUrl::Local(p) => Ok(Arc::new(LocalBackend::new(p))),
-        BackendUrl::S3 { .. } | BackendUrl::Rest { .. } => Err(BackendError::Unavailable {
-            location: url.to_string(),
-            reason: "this backend is not built yet".into(),
-        }),
-        BackendUrl::Sftp { .. } => Err(BackendError::Unavailable {
-            location: url.to_string(),
-            reason: "the SFTP backend is not built yet".into(),
-        }),
-    }
+pub fn open_backend(url: &BackendUrl, opts: &BackendOptions) -> Result<Arc<dyn Backend>, BackendError> {
+    let location = url.to_string();
+    let remote: Arc<dyn Backend> = match url {
+        BackendUrl::Local(p) => return Ok(Arc::new(LocalBackend::new(p))),
+        BackendUrl::S3 { endpoint, bucket, prefix } => {
+            Arc::new(S3Backend::new(endpoint, bucket, prefix, location, opts)?)
+        }
+        BackendUrl::Rest { endpoint, path, user, password } => {
+            Arc::new(RestBackend::new(endpoint, path, user.as_deref(), password.as_deref(), location, opts))
+        }
+        BackendUrl::Sftp { .. } => {
+            return Err(BackendError::Unavailable {
+                location,
+                reason: "the SFTP backend is not built yet".into(),
+            })
+        }
+    };
+    Ok(with_retries(remote, opts))
 }
 
 /// Wraps a remote backend so that its transient failures are retried as
