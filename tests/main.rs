@@ -1,5 +1,7 @@
 //! End-to-end tests: the `arch` binary and the library, on real files.
 
+mod backend_rest;
+mod backend_s3;
 mod backup_cli;
 mod browse;
 mod check;
@@ -11,3 +13,4 @@ mod format;
 mod library;
 mod prune;
 mod restore;
+mod servers;
