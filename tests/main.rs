@@ -1,5 +1,7 @@
 //! End-to-end tests: the `arch` binary and the library, on real files.
 
+mod backend_rest;
+mod backend_s3;
 mod backend_sftp;
 mod backup_cli;
 mod browse;
@@ -13,3 +15,4 @@ mod library;
 mod prune;
 mod restore;
 mod server_sftp;
+mod servers;
