@@ -165,7 +165,9 @@ impl CachedBackend {
     /// is not cached (or its cached copy is damaged).
     fn tree_pack_range(&self, name: &str, offset: u64, length: u64) -> Option<Vec<u8>> {
         let path = self.path(FileKind::Pack, name)?;
-        if !self.verified.lock().contains(name) && !self.fetch_tree_pack(name, &path) {
+        // The guard must be gone before fetch_tree_pack locks `verified`.
+        let verified = self.verified.lock().contains(name);
+        if !verified && !self.fetch_tree_pack(name, &path) {
             return None;
         }
         let f = File::open(&path).ok()?;
