@@ -1,5 +1,7 @@
 //! End-to-end tests: the `arch` binary and the library, on real files.
 
+mod backend_rest;
+mod backend_s3;
 mod backend_sftp;
 mod backup_cli;
 mod browse;
@@ -25,5 +27,6 @@ mod run_profile;
 mod schedule;
 mod security;
 mod server_sftp;
+mod servers;
 mod status;
 mod tamper;

@@ -1,6 +1,7 @@
 //! A real SFTP server for tests: Debian's OpenSSH sshd on 127.0.0.1 with a
-//! generated host key and client key, serving `internal-sftp` with its
-//! access log (every open, remove, rename) in `log_path()`.
+//! generated host key and client key, serving `internal-sftp` (not the
+//! sftp-server binary, which sshd would start through the login shell and
+//! its ~/.bashrc, whose slow or locked commands would stall every session).
 //!
 //! `SftpServer::start()` returns `None` (after printing a note) when sshd
 //! is not installed, unless ARCH_REQUIRE_SERVERS=1 (CI), where it panics.
@@ -75,9 +76,9 @@ impl SftpServer {
             &config,
             format!(
                 "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\n\
-                 Subsystem sftp internal-sftp -l INFO\nUsePAM no\nPermitRootLogin prohibit-password\n\
+                 Subsystem sftp internal-sftp\nUsePAM no\nPermitRootLogin prohibit-password\n\
                  StrictModes no\nAuthorizedKeysFile {d}/client_key.pub\nPidFile none\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel INFO\n",
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel VERBOSE\n",
                 port = self.port,
                 d = self.dir.display()
             ),
@@ -105,12 +106,11 @@ impl SftpServer {
         }
     }
 
-    /// sshd's log: connections, logins and internal-sftp's access log.
-    pub fn log_path(&self) -> PathBuf {
+    fn log_path(&self) -> PathBuf {
         self.dir.join("sshd.log")
     }
 
-    /// The log's text so far.
+    /// sshd's log so far: connections and logins.
     pub fn log(&self) -> String {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
@@ -142,13 +142,11 @@ impl SftpServer {
     }
 
     /// The repository URL for `path` on this server.
-    #[allow(dead_code)] // until the CLI tests use it
     pub fn url(&self, path: &Path) -> String {
         format!("sftp:{}@127.0.0.1:{}:{}", self.user, self.port, path.display())
     }
 
     /// The `-o` options the CLI needs for this server.
-    #[allow(dead_code)] // until the CLI tests use it
     pub fn cli_options(&self) -> Vec<String> {
         vec![
             "-o".into(),

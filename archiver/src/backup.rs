@@ -268,7 +268,7 @@ fn latest_with(
 }
 
 fn run_pools(ctx: &Ctx<'_>, input: Input<'_>, opts: &BackupOptions) {
-    let (file_workers, blob_workers, upload_workers) = opts.resolved();
+    let (file_workers, blob_workers, upload_workers) = opts.resolved(ctx.repo.backend().connections());
     let (file_tx, file_rx) = bounded::<FileJob>(file_workers * 8);
     let (blob_tx, blob_rx) = bounded::<BlobJob>(blob_workers * 2);
     let (tree_tx, tree_rx) = unbounded::<Arc<DirState>>();

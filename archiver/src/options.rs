@@ -175,8 +175,10 @@ impl BackupOptions {
         self.blob_workers = n;
         self
     }
-    /// Pack upload threads. Default 2: one pack writing while the next is
-    /// finished; remote backends will want more.
+    /// Pack upload threads. Default: the backend's
+    /// [`connections`](arch_repository::Backend::connections) (2 for a
+    /// local folder: one pack writing while the next is finished; a remote
+    /// backend's `-o connections=N`).
     pub fn upload_workers(mut self, n: usize) -> Self {
         self.upload_workers = n;
         self
@@ -190,9 +192,14 @@ impl BackupOptions {
         self
     }
 
-    pub(crate) fn resolved(&self) -> (usize, usize, usize) {
+    /// Thread counts, given the backend's connection count.
+    pub(crate) fn resolved(&self, connections: usize) -> (usize, usize, usize) {
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let pick = |v: usize, d: usize| if v == 0 { d } else { v };
-        (pick(self.file_workers, 2), pick(self.blob_workers, cpus), pick(self.upload_workers, 2))
+        (
+            pick(self.file_workers, 2),
+            pick(self.blob_workers, cpus),
+            pick(self.upload_workers, connections.max(1)),
+        )
     }
 }

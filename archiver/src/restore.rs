@@ -67,7 +67,8 @@ pub struct RestoreOptions {
     /// Write zero chunks as data instead of holes (default: holes).
     pub dense: bool,
     /// Threads reading packs. Default: the number of CPUs, at least 2, so
-    /// decryption of one pack overlaps the read of the next.
+    /// decryption of one pack overlaps the read of the next, and at least
+    /// the backend's [`connections`](arch_repository::Backend::connections).
     pub workers: usize,
     /// Restore only this path of the snapshot. A directory's content lands
     /// directly in the target (as restic's `snapshot:subpath`); a file or
@@ -857,8 +858,14 @@ impl<'a> Restore<'a> {
         let mut packs: Vec<(&PackId, &PackBlobs)> = batch.packs.iter().collect();
         // Bigger packs first so the tail of the run is not one big pack.
         packs.sort_by_key(|(id, blobs)| (std::cmp::Reverse(blobs.len()), **id));
+        // Remote reads wait on latency, not CPU: as many as the backend
+        // serves at once.
         let workers = match self.opts.workers {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2)
+                .max(self.repo.backend().connections()),
             n => n,
         }
         .min(packs.len().max(batch.create.len()).max(1));

@@ -10,7 +10,9 @@ use crate::backend::Backend;
 use crate::check::CancelCheck;
 use crate::error::BackendError;
 use crate::local::LocalBackend;
+use crate::rest::RestBackend;
 use crate::retry::{RetryBackend, RetryPolicy};
+use crate::s3::S3Backend;
 use crate::sftp::{split_words, SftpBackend, SftpOptions, DEFAULT_SFTP_CONNECTIONS};
 
 /// Scheme, host and port of an HTTP service.
@@ -564,12 +566,15 @@ fn parse_duration(s: &str) -> Option<Duration> {
 /// Opens the backend a location names. Remote backends come wrapped in a
 /// [`RetryBackend`] configured from `opts` (see [`with_retries`]).
 pub fn open_backend(url: &BackendUrl, opts: &BackendOptions) -> Result<Arc<dyn Backend>, BackendError> {
-    match url {
-        BackendUrl::Local(p) => Ok(Arc::new(LocalBackend::new(p))),
-        BackendUrl::S3 { .. } | BackendUrl::Rest { .. } => Err(BackendError::Unavailable {
-            location: url.to_string(),
-            reason: "this backend is not built yet".into(),
-        }),
+    let location = url.to_string();
+    let remote: Arc<dyn Backend> = match url {
+        BackendUrl::Local(p) => return Ok(Arc::new(LocalBackend::new(p))),
+        BackendUrl::S3 { endpoint, bucket, prefix } => {
+            Arc::new(S3Backend::new(endpoint, bucket, prefix, location, opts)?)
+        }
+        BackendUrl::Rest { endpoint, path, user, password } => {
+            Arc::new(RestBackend::new(endpoint, path, user.as_deref(), password.as_deref(), location, opts))
+        }
         BackendUrl::Sftp { user, host, port, path } => {
             let mut o = SftpOptions::new(host.clone(), path.clone())
                 .connections(opts.connections_or(DEFAULT_SFTP_CONNECTIONS))
@@ -584,9 +589,10 @@ pub fn open_backend(url: &BackendUrl, opts: &BackendOptions) -> Result<Arc<dyn B
                         .map_err(|reason| BackendError::InvalidOption { key: "sftp.args".into(), reason })?,
                 );
             }
-            Ok(with_retries(Arc::new(SftpBackend::new(o)?), opts))
+            Arc::new(SftpBackend::new(o)?)
         }
-    }
+    };
+    Ok(with_retries(remote, opts))
 }
 
 /// Wraps a remote backend so that its transient failures are retried as

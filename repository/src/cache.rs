@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arch_index::Id;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::backend::{Backend, FileInfo, FileKind};
 use crate::error::BackendError;
@@ -48,6 +48,10 @@ pub struct CachedBackend {
     dir: Mutex<Option<PathBuf>>,
     tree_packs: RwLock<HashSet<String>>,
     verified: Mutex<HashSet<String>>,
+    /// Tree packs being downloaded: a second reader waits for the first
+    /// instead of downloading the same pack again.
+    fetching: Mutex<HashSet<String>>,
+    fetched: Condvar,
 }
 
 impl std::fmt::Debug for CachedBackend {
@@ -82,6 +86,8 @@ impl CachedBackend {
             dir: Mutex::new(None),
             tree_packs: RwLock::new(HashSet::new()),
             verified: Mutex::new(HashSet::new()),
+            fetching: Mutex::new(HashSet::new()),
+            fetched: Condvar::new(),
         }
     }
 
@@ -159,19 +165,10 @@ impl CachedBackend {
     /// is not cached (or its cached copy is damaged).
     fn tree_pack_range(&self, name: &str, offset: u64, length: u64) -> Option<Vec<u8>> {
         let path = self.path(FileKind::Pack, name)?;
-        if !self.verified.lock().contains(name) {
-            let ok = match self.load(&path, name) {
-                Some(_) => true,
-                None => {
-                    let bytes = self.inner.read(FileKind::Pack, name).ok()?;
-                    self.store(FileKind::Pack, name, &bytes);
-                    path.exists()
-                }
-            };
-            if !ok {
-                return None;
-            }
-            self.verified.lock().insert(name.to_string());
+        // The guard must be gone before fetch_tree_pack locks `verified`.
+        let verified = self.verified.lock().contains(name);
+        if !verified && !self.fetch_tree_pack(name, &path) {
+            return None;
         }
         let f = File::open(&path).ok()?;
         let mut buf = vec![0u8; usize::try_from(length).ok()?];
@@ -183,6 +180,40 @@ impl CachedBackend {
                 None
             }
         }
+    }
+
+    /// Makes sure a verified copy of a tree pack is cached (one download
+    /// per pack however many threads ask); false if that failed.
+    fn fetch_tree_pack(&self, name: &str, path: &Path) -> bool {
+        {
+            let mut busy = self.fetching.lock();
+            while busy.contains(name) {
+                self.fetched.wait(&mut busy);
+            }
+            if self.verified.lock().contains(name) {
+                return true;
+            }
+            busy.insert(name.to_string());
+        }
+        let ok = self.load(path, name).is_some()
+            || match self.inner.read(FileKind::Pack, name) {
+                Ok(bytes) => {
+                    self.store(FileKind::Pack, name, &bytes);
+                    path.exists()
+                }
+                Err(_) => false,
+            };
+        if ok {
+            self.verified.lock().insert(name.to_string());
+        } else {
+            // Not cacheable now (disk full, read error): later reads of
+            // this pack go straight to the backend instead of downloading
+            // it whole again each time.
+            self.tree_packs.write().remove(name);
+        }
+        self.fetching.lock().remove(name);
+        self.fetched.notify_all();
+        ok
     }
 
     /// Removes cached objects of `kind` that are not in `keep`.

@@ -219,3 +219,16 @@ fn writes_go_through_to_the_cache() {
     );
     assert_eq!((c2.reads(FileKind::Index), c2.reads(FileKind::Snapshot)), (0, 0));
 }
+
+#[test]
+fn threads_reading_one_tree_pack_download_it_once() {
+    let (repo_dir, cache_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (id, tree) = setup(repo_dir.path());
+    let (r, c) = open(repo_dir.path(), cache_dir.path());
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| assert_eq!(r.read_blob(BlobType::Tree, &id).unwrap(), tree));
+        }
+    });
+    assert_eq!(c.reads(FileKind::Pack), 1);
+}

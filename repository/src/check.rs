@@ -54,7 +54,8 @@ pub struct CheckOptions {
     pub read_data: ReadData,
     /// Threads reading pack headers and packs. 0 means automatic: the
     /// number of CPUs, at most 8 (decrypting and hashing is CPU-bound on a
-    /// local disk; more threads only add memory, one pack each).
+    /// local disk; more threads only add memory, one pack each), but at
+    /// least the backend's `connections()` (remote reads wait on latency).
     pub threads: usize,
     /// Seed of the random choice of `Percent` and `Size` subsets; `None`
     /// draws one from the OS (a fixed seed makes a check reproducible).
@@ -98,11 +99,13 @@ impl CheckOptions {
     fn cancelled(&self) -> bool {
         self.cancel.as_ref().is_some_and(|f| f())
     }
-    fn resolved_threads(&self) -> usize {
+    /// Threads, given the backend's connection count (remote reads wait on
+    /// latency, so as many as the backend serves at once).
+    fn resolved_threads(&self, connections: usize) -> usize {
         if self.threads > 0 {
             return self.threads;
         }
-        std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8)
+        std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8).max(connections)
     }
 }
 
@@ -184,7 +187,7 @@ pub fn check(
         repo,
         opts,
         progress,
-        threads: opts.resolved_threads(),
+        threads: opts.resolved_threads(repo.backend().connections()),
         report: CheckReport::default(),
         packs: BTreeMap::new(),
         listed: HashMap::new(),

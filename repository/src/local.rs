@@ -67,7 +67,7 @@ fn mkdir(path: &Path) -> Result<(), BackendError> {
     }
 }
 
-fn valid_name(kind: FileKind, name: &str) -> bool {
+pub(crate) fn valid_name(kind: FileKind, name: &str) -> bool {
     match kind {
         FileKind::Config => name == "config",
         _ => name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),

@@ -494,7 +494,12 @@ impl Backend for SftpBackend {
                 };
                 let mut subs: Vec<String> = entries
                     .into_iter()
-                    .filter(|e| e.attrs.is_dir() && e.name != b"." && e.name != b"..")
+                    // Servers that send no mode bits get the benefit of the doubt.
+                    .filter(|e| {
+                        e.name.len() == 2
+                            && e.name.iter().all(u8::is_ascii_hexdigit)
+                            && (e.attrs.permissions.is_none() || e.attrs.is_dir())
+                    })
                     .map(|e| format!("{top}/{}", String::from_utf8_lossy(&e.name)))
                     .collect();
                 subs.sort();

@@ -152,11 +152,21 @@ impl Session {
             .rfind(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
             .unwrap_or("")
             .to_string();
-        let transient = is_transient_connect(&last);
+        // ssh explains every failure that needs the user (refused key,
+        // unknown host, host key mismatch) at its default log level; one
+        // that exits 255 silently lost its connection (a server going
+        // down during the key exchange, with LogLevel=ERROR).
+        let silent_ssh_exit = last.is_empty() && status.and_then(|st| st.code()) == Some(255);
+        let transient = is_transient_connect(&last) || silent_ssh_exit;
+        let cause = if e.kind() == io::ErrorKind::UnexpectedEof {
+            "connection closed".to_string()
+        } else {
+            e.to_string()
+        };
         let detail = match (last.is_empty(), status) {
             (false, _) => last,
-            (true, Some(st)) => format!("the sftp command exited ({st}) before the SFTP handshake: {e}"),
-            (true, None) => format!("SFTP handshake failed: {e}"),
+            (true, Some(st)) => format!("the sftp command exited ({st}) before the SFTP handshake ({cause})"),
+            (true, None) => format!("SFTP handshake failed: {cause}"),
         };
         SftpError::Connect { detail, transient }
     }
@@ -207,11 +217,17 @@ impl Session {
 
     /// Sends every request (at most [`WINDOW`] in flight) and returns the
     /// replies in request order.
-    pub fn batch(&mut self, reqs: Vec<Request>) -> Result<Vec<Reply>, SftpError> {
-        let n = reqs.len();
+    pub fn batch<I>(&mut self, reqs: I) -> Result<Vec<Reply>, SftpError>
+    where
+        I: IntoIterator<Item = Request>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        // Requests are built only as the window opens, so a pack upload
+        // holds at most WINDOW chunks of copied data at a time.
+        let mut pending = reqs.into_iter();
+        let n = pending.len();
         let mut out: Vec<Option<Reply>> = (0..n).map(|_| None).collect();
         let mut ids = Vec::with_capacity(n);
-        let mut pending = reqs.into_iter();
         let mut in_flight = 0usize;
         let mut done = 0usize;
         while done < n {
@@ -236,7 +252,7 @@ impl Session {
     }
 
     fn one(&mut self, req: Request) -> Result<Reply, SftpError> {
-        Ok(self.batch(vec![req])?.pop().expect("one reply"))
+        Ok(self.batch([req])?.pop().expect("one reply"))
     }
 
     /// Sends a request whose reply is dropped unread (closing a handle
@@ -269,21 +285,27 @@ impl Session {
     pub fn write_new(&mut self, path: &str, data: &[u8]) -> Result<(), SftpError> {
         let h = self.open(path, FXF_WRITE | FXF_CREAT | FXF_EXCL)?;
         let chunk = self.write_chunk as usize;
-        let mut reqs: Vec<Request> = data
-            .chunks(chunk)
-            .enumerate()
-            .map(|(i, c)| {
-                Request::with_capacity(SSH_FXP_WRITE, c.len() + h.0.len() + 16)
-                    .bytes(&h.0)
-                    .u64((i * chunk) as u64)
-                    .bytes(c)
-            })
-            .collect();
+        let writes = data.chunks(chunk).enumerate().map(|(i, c)| {
+            Request::with_capacity(SSH_FXP_WRITE, c.len() + h.0.len() + 16)
+                .bytes(&h.0)
+                .u64((i * chunk) as u64)
+                .bytes(c)
+        });
+        let written = self.batch(writes);
+        let mut reqs = Vec::new();
         if self.fsync {
             reqs.push(Request::new(SSH_FXP_EXTENDED).str("fsync@openssh.com").bytes(&h.0));
         }
         reqs.push(Request::new(SSH_FXP_CLOSE).bytes(&h.0));
-        for r in self.batch(reqs)? {
+        if self.broken {
+            return written.map(|_| ());
+        }
+        // Sync and close even after a failed write, so no handle leaks.
+        let closed = self.batch(reqs);
+        for r in written? {
+            status_ok(r)?;
+        }
+        for r in closed? {
             status_ok(r)?;
         }
         Ok(())
@@ -300,7 +322,7 @@ impl Session {
             let reqs: Vec<Request> = (start..end)
                 .step_by(chunk as usize)
                 .map(|o| Request::new(SSH_FXP_READ).bytes(&h.0).u64(o).u32(chunk.min(end - o) as u32))
-                .collect();
+                .collect::<Vec<_>>();
             let want: Vec<u64> = (start..end).step_by(chunk as usize).map(|o| chunk.min(end - o)).collect();
             let replies = self.batch(reqs)?;
             // Keep the contiguous prefix; a short chunk (allowed by the
@@ -361,7 +383,7 @@ impl Session {
     /// Lists several directories at once. A missing directory lists as
     /// `None`; entries are the server's (including `.` and `..`).
     pub fn list_dirs(&mut self, dirs: &[String]) -> Result<Vec<Option<Vec<NameEntry>>>, SftpError> {
-        let opened = self.batch(dirs.iter().map(|d| Request::new(SSH_FXP_OPENDIR).str(d)).collect())?;
+        let opened = self.batch(dirs.iter().map(|d| Request::new(SSH_FXP_OPENDIR).str(d)))?;
         let mut out: Vec<Option<Vec<NameEntry>>> = Vec::with_capacity(dirs.len());
         let mut handles: Vec<(usize, Handle)> = Vec::new();
         let mut first_err = None;
@@ -381,8 +403,7 @@ impl Session {
         // One READDIR per open directory per round, until each says EOF.
         let mut reading: Vec<usize> = (0..handles.len()).collect();
         while !reading.is_empty() && first_err.is_none() {
-            let reqs =
-                reading.iter().map(|&k| Request::new(SSH_FXP_READDIR).bytes(&handles[k].1 .0)).collect();
+            let reqs = reading.iter().map(|&k| Request::new(SSH_FXP_READDIR).bytes(&handles[k].1 .0));
             let replies = self.batch(reqs)?;
             let mut next = Vec::new();
             for (&k, r) in reading.iter().zip(replies) {
@@ -412,7 +433,7 @@ impl Session {
     /// Creates directories (mode 0700); returns each one's status reply
     /// (servers answer "failure" for one that already exists).
     pub fn mkdirs(&mut self, paths: &[String]) -> Result<Vec<Result<(), SftpError>>, SftpError> {
-        let reqs = paths.iter().map(|p| Request::new(SSH_FXP_MKDIR).str(p).perms(0o700)).collect();
+        let reqs = paths.iter().map(|p| Request::new(SSH_FXP_MKDIR).str(p).perms(0o700));
         Ok(self.batch(reqs)?.into_iter().map(status_ok).collect())
     }
 

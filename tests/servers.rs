@@ -1,0 +1,179 @@
+//! Real servers for the remote-backend tests, started on 127.0.0.1 with a
+//! free port and their data in a temporary folder; dropping one kills the
+//! process and waits for it.
+//!
+//! A missing server binary fails the test when ARCH_REQUIRE_SERVERS=1 (as
+//! `.ci/run` sets, after installing them) and skips it with a note
+//! otherwise.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::ArchEnv;
+
+/// A running (or stopped) server.
+pub struct Server {
+    /// The repository location to pass to `--repo` (a base: append a path).
+    pub url: String,
+    /// Environment variables a client needs (credentials).
+    pub env: Vec<(String, String)>,
+    /// Where the server keeps its data.
+    pub data: PathBuf,
+    /// The port it listens on.
+    pub port: u16,
+    program: String,
+    args: Vec<String>,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+/// The S3 test credentials.
+pub const S3_ACCESS_KEY: &str = "archtestkey";
+/// The S3 test secret.
+pub const S3_SECRET_KEY: &str = "archtestsecret";
+/// The REST server's basic-auth user and password.
+pub const REST_USER: &str = "archuser";
+/// See [`REST_USER`].
+pub const REST_PASS: &str = "archpass";
+
+impl Server {
+    /// `s3s-fs` (SigV4, conditional create); url = `s3:http://127.0.0.1:P`.
+    pub fn s3() -> Option<Server> {
+        Server::spawn("s3s-fs", "cargo install s3s-fs@0.14.1 --features binary --locked", |port, data| {
+            let url = format!("s3:http://127.0.0.1:{port}");
+            let args = [
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--access-key",
+                S3_ACCESS_KEY,
+                "--secret-key",
+                S3_SECRET_KEY,
+                &data.display().to_string(),
+            ]
+            .map(String::from)
+            .to_vec();
+            let env = vec![
+                ("AWS_ACCESS_KEY_ID".to_string(), S3_ACCESS_KEY.to_string()),
+                ("AWS_SECRET_ACCESS_KEY".to_string(), S3_SECRET_KEY.to_string()),
+                ("AWS_DEFAULT_REGION".to_string(), "us-east-1".to_string()),
+            ];
+            (url, args, env)
+        })
+    }
+
+    /// `rclone serve restic` with basic auth; url =
+    /// `rest:http://USER:PASS@127.0.0.1:P`.
+    pub fn rest() -> Option<Server> {
+        Server::spawn("rclone", "apt-get install -y rclone", |port, data| {
+            let url = format!("rest:http://{REST_USER}:{REST_PASS}@127.0.0.1:{port}");
+            let args = [
+                "serve",
+                "restic",
+                &data.display().to_string(),
+                "--addr",
+                &format!("127.0.0.1:{port}"),
+                "--user",
+                REST_USER,
+                "--pass",
+                REST_PASS,
+                "--config",
+                "/dev/null",
+            ]
+            .map(String::from)
+            .to_vec();
+            (url, args, vec![])
+        })
+    }
+
+    /// Starts `program` with the arguments `setup(port, data dir)` gives;
+    /// None (after a note) if the program is missing and servers are not
+    /// required.
+    pub fn spawn(
+        program: &str,
+        install_hint: &str,
+        setup: impl FnOnce(u16, &Path) -> (String, Vec<String>, Vec<(String, String)>),
+    ) -> Option<Server> {
+        if Command::new(program)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
+            let msg = format!("{program} is not installed ({install_hint}; .ci/run installs it)");
+            if std::env::var("ARCH_REQUIRE_SERVERS").is_ok_and(|v| v == "1") {
+                panic!("{msg}");
+            }
+            eprintln!("skipping: {msg}");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let port = free_port();
+        let (url, args, env) = setup(port, &data);
+        let mut s = Server { url, env, data, port, program: program.into(), args, child: None, _dir: dir };
+        s.start();
+        Some(s)
+    }
+
+    /// Starts the server (again, on the same port and data) and waits
+    /// until it accepts connections.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.program);
+        let log = self._dir.path().join("server.log");
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.program));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "{} exited ({status}): {}",
+                    self.program,
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not start listening on port {}",
+                self.program,
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// An `arch` environment rooted at `base` with the server's credentials.
+    pub fn arch_env(&self, base: &Path) -> ArchEnv {
+        self.env.iter().fold(ArchEnv::new(base), |e, (k, v)| e.var(k, v))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
