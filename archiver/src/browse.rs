@@ -127,6 +127,7 @@ pub fn find_node(repo: &Repository, root: &Id, path: &[u8]) -> Result<Node, Arch
 
 /// What a walk visitor wants next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WalkControl {
     /// Go on (into this node's children if it is a directory).
     Continue,

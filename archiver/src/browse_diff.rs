@@ -16,6 +16,7 @@ use crate::error::ArchiveError;
 
 /// One difference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Change {
     /// Only in the second tree (`+`).
     Added,

@@ -16,6 +16,7 @@ use crate::error::ArchiveError;
 
 /// Archive format of a directory dump.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ArchiveFormat {
     /// POSIX tar with GNU long names and PAX records for nanosecond mtimes
     /// and xattrs (GNU tar and bsdtar read both). Keeps modes, owners,

@@ -12,6 +12,7 @@ use crate::error::ArchiveError;
 /// Which number `stats` is about (all are always computed; the mode only
 /// picks the headline).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StatsMode {
     /// What a restore would write: the sum of file sizes, each set of
     /// hardlinks counted once per snapshot.

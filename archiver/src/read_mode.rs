@@ -12,6 +12,7 @@ use std::os::unix::io::AsRawFd;
 
 /// How backup reads file content; see [`crate::BackupOptions::read_mode`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReadMode {
     /// `read(2)` into a reused buffer.
     #[default]

@@ -36,6 +36,7 @@ use crate::scope::Scope;
 /// restoring into a non-empty target is allowed, see
 /// [`RestoreOptions::overwrite_mode`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OverwriteMode {
     /// Replace whatever is there.
     #[default]
