@@ -2,6 +2,10 @@
 //! binary parses arguments, finds the repository and password, shows
 //! progress, handles signals and maps errors to exit codes.
 
+// Doc comments in this crate are mostly clap help text, where "[x]" and
+// "<x>" mean parts of a command line, not links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod cli;
 mod cmd_backup;
 mod cmd_cat;
