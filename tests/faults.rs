@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arch_archiver::{
-    check, copy_snapshots, is_transient_fault, prune, remove_snapshot, Backend, BackendError, Backup,
-    CancellationToken, CheckOptions, FaultBackend, FaultEffect, FaultOp, FaultPlan, FaultRule, FileKind,
-    InitOptions, LocalBackend, NoCheckProgress, PruneOptions, ReadData, Repository, Restore, Snapshot,
+    check, copy_snapshots, prune, remove_snapshot, Backend, BackendError, Backup, CancellationToken,
+    CheckOptions, FaultBackend, FaultEffect, FaultOp, FaultPlan, FaultRule, FileKind, InitOptions,
+    LocalBackend, NoCheckProgress, PruneOptions, ReadData, Repository, Restore, Snapshot,
 };
 
 use crate::common;
@@ -412,7 +412,7 @@ fn transient_faults_reach_the_caller_marked_transient() {
     let mut found = false;
     while let Some(e) = cur {
         if let Some(be) = e.downcast_ref::<BackendError>() {
-            found |= is_transient_fault(be);
+            found |= be.is_transient();
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             found |= io.kind() == std::io::ErrorKind::TimedOut;

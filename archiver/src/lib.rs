@@ -89,7 +89,6 @@ pub use arch_repository::{
     check, CheckOptions, CheckPhase, CheckProgress, CheckReport, NoCheckProgress, Problem, ProblemKind,
     ReadData, Usage,
 };
-pub use arch_repository::{is_transient_fault, FaultBackend, FaultEffect, FaultOp, FaultPlan, FaultRule};
 pub use arch_repository::{
     list_locks, remove_locks, Backend, BackendError, FileInfo, FileKind, InitOptions, KdfParams, Lease,
     LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotFilter, SnapshotSummary,
@@ -101,6 +100,7 @@ pub use arch_repository::{
 };
 pub use arch_repository::{parse_size, prune, PruneOptions, PruneReport};
 pub use arch_repository::{CachedBackend, SftpBackend, SftpOptions};
+pub use arch_repository::{FaultBackend, FaultEffect, FaultOp, FaultPlan, FaultRule};
 pub use backup::{Backup, BackupResult};
 pub use browse::{
     diff_trees, dump_archive, dump_file, escape_path, find_node, join_components, metadata_differs,

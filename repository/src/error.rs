@@ -118,10 +118,14 @@ pub enum RemoteErrorClass {
 }
 
 impl BackendError {
-    /// Whether the same call may succeed if tried again (only remote
-    /// network and server errors are).
+    /// Whether the same call may succeed if tried again: remote network
+    /// and server errors classed transient, and I/O errors that timed out.
     pub fn is_transient(&self) -> bool {
-        matches!(self, BackendError::Remote { class: RemoteErrorClass::Transient, .. })
+        match self {
+            BackendError::Remote { class, .. } => *class == RemoteErrorClass::Transient,
+            BackendError::Io { source, .. } => source.kind() == std::io::ErrorKind::TimedOut,
+            _ => false,
+        }
     }
 
     /// Whether this is an authentication or permission failure (possibly

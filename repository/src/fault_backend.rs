@@ -162,8 +162,9 @@ impl FaultPlan {
 /// (`<location>/<folder>/<name>`) and whose message says the fault was
 /// injected. A transient fault's source has kind
 /// [`io::ErrorKind::TimedOut`] (what a network backend reports when a retry
-/// may help); a permanent one has [`io::ErrorKind::Other`]. Use
-/// [`is_transient_fault`] to tell them apart. The wrapper itself never
+/// may help), so [`BackendError::is_transient`] reports it and a
+/// [`RetryBackend`](crate::RetryBackend) around this wrapper retries it; a
+/// permanent one has [`io::ErrorKind::Other`]. The wrapper itself never
 /// retries.
 #[derive(Debug)]
 pub struct FaultBackend {
@@ -304,12 +305,6 @@ impl State {
     }
 }
 
-/// Whether `e` is a fault a [`FaultBackend`] injected as transient (an
-/// I/O error of kind [`io::ErrorKind::TimedOut`]).
-pub fn is_transient_fault(e: &BackendError) -> bool {
-    matches!(e, BackendError::Io { source, .. } if source.kind() == io::ErrorKind::TimedOut)
-}
-
 impl Backend for FaultBackend {
     fn location(&self) -> &str {
         self.inner.location()
@@ -382,7 +377,7 @@ mod tests {
         b.create(FileKind::Snapshot, NAME, b"hello").unwrap();
         let e = b.read(FileKind::Snapshot, NAME).unwrap_err();
         assert!(e.to_string().contains(&format!("snapshots/{NAME}")), "{e}");
-        assert!(!is_transient_fault(&e));
+        assert!(!e.is_transient());
         assert_eq!(b.injected(), 1);
         b.set_plan(FaultPlan::new());
         assert_eq!(b.read(FileKind::Snapshot, NAME).unwrap(), b"hello");
@@ -393,9 +388,24 @@ mod tests {
         let rule = FaultRule::new(FaultOp::Create, FaultEffect::Fail).times(2).transient();
         let (_d, b) = backend(FaultPlan::new().rule(rule));
         for _ in 0..2 {
-            assert!(is_transient_fault(&b.create(FileKind::Index, NAME, b"x").unwrap_err()));
+            assert!(b.create(FileKind::Index, NAME, b"x").unwrap_err().is_transient());
         }
         b.create(FileKind::Index, NAME, b"x").unwrap();
+    }
+
+    #[test]
+    fn a_retry_wrapper_retries_transient_faults_and_not_permanent_ones() {
+        use crate::retry::{RetryBackend, RetryPolicy};
+        let transient = FaultRule::new(FaultOp::Create, FaultEffect::Fail).times(2).transient();
+        let (_d, b) = backend(FaultPlan::new().rule(transient));
+        let b = Arc::new(b);
+        let policy = RetryPolicy::default().base_delay(Duration::from_millis(1));
+        let retrying = RetryBackend::new(b.clone(), policy.clone(), None);
+        retrying.create(FileKind::Index, NAME, b"x").unwrap();
+        assert_eq!(b.injected(), 2);
+        b.set_plan(FaultPlan::new().rule(FaultRule::new(FaultOp::Read, FaultEffect::Fail)));
+        assert!(retrying.read(FileKind::Index, NAME).is_err());
+        assert_eq!(b.injected(), 3, "a permanent fault is not retried: one more injection");
     }
 
     #[test]

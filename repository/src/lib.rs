@@ -78,7 +78,7 @@ pub use chunker::Chunker;
 pub use config::{ChunkerParams, Config, InitOptions, FORMAT_VERSION};
 pub use crypto::{AuthError, Key, SEAL_OVERHEAD};
 pub use error::{BackendError, RemoteErrorClass, RepoError};
-pub use fault_backend::{is_transient_fault, FaultBackend, FaultEffect, FaultOp, FaultPlan, FaultRule};
+pub use fault_backend::{FaultBackend, FaultEffect, FaultOp, FaultPlan, FaultRule};
 pub use filter::SnapshotFilter;
 pub use key_file::{KdfParams, KeyFile};
 pub use keys::{add_key, change_password, find_key, list_keys, remove_key};
