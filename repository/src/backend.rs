@@ -118,3 +118,22 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// without a cache ignore it; wrappers pass it on.
     fn tree_packs(&self, _packs: &[String], _complete: bool) {}
 }
+
+/// `buf` as the answer to a read of `length` bytes at `offset` of an
+/// object: cut to `length`, or [`BackendError::ShortRead`] when the object
+/// ended first. Every backend's `read_range` ends here, so the contract's
+/// "exactly the requested bytes or an error" holds in one place.
+pub(crate) fn exact_range(
+    mut buf: Vec<u8>,
+    kind: FileKind,
+    name: &str,
+    offset: u64,
+    length: u64,
+) -> Result<Vec<u8>, BackendError> {
+    let got = buf.len() as u64;
+    if got < length {
+        return Err(BackendError::ShortRead { kind, name: name.to_string(), offset, want: length, got });
+    }
+    buf.truncate(length as usize);
+    Ok(buf)
+}

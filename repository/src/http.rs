@@ -7,8 +7,10 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use ureq::http::{self, Request};
 
+use crate::backend::{exact_range, FileKind};
 use crate::backend_url::BackendOptions;
-use crate::error::RemoteErrorClass;
+use crate::error::{BackendError, RemoteErrorClass};
+use crate::local::valid_name;
 
 /// Largest response body accepted (a pack is far smaller): bounds memory
 /// against a misbehaving server.
@@ -182,6 +184,76 @@ fn transport(e: ureq::Error) -> TransportError {
         other => other.to_string(),
     };
     TransportError { cause, class }
+}
+
+/// Builds one remote backend's errors, each naming its location.
+#[derive(Debug)]
+pub(crate) struct RemoteErrors {
+    /// The repository location (without credentials).
+    pub location: String,
+}
+
+impl RemoteErrors {
+    pub fn remote(
+        &self,
+        op: &'static str,
+        object: String,
+        cause: String,
+        class: RemoteErrorClass,
+    ) -> BackendError {
+        BackendError::Remote { op, object, location: self.location.clone(), cause, class }
+    }
+
+    pub fn transport(&self, op: &'static str, object: String, e: TransportError) -> BackendError {
+        self.remote(op, object, e.cause, e.class)
+    }
+
+    pub fn not_found(&self, kind: FileKind, name: &str) -> BackendError {
+        BackendError::NotFound { kind, name: name.to_string(), location: self.location.clone() }
+    }
+
+    /// Refuses a name that is not an object name, before it reaches a URL.
+    pub fn check_name(&self, op: &'static str, kind: FileKind, name: &str) -> Result<(), BackendError> {
+        if valid_name(kind, name) {
+            return Ok(());
+        }
+        Err(self.remote(op, object(kind, name), "invalid object name".into(), RemoteErrorClass::Permanent))
+    }
+}
+
+/// An object as messages name it ("config", "pack 1a2b…").
+pub(crate) fn object(kind: FileKind, name: &str) -> String {
+    match kind {
+        FileKind::Config => "config".into(),
+        _ => format!("{kind} {name}"),
+    }
+}
+
+/// Whether a reply to a range GET is one [`range_body`] understands.
+pub(crate) fn is_range_reply(status: u16) -> bool {
+    matches!(status, 200 | 206 | 416)
+}
+
+/// The requested bytes from a reply to a range GET (see
+/// [`is_range_reply`]): 206 carries the range, 200 the whole object (a
+/// server that ignores Range), 416 says the object ends before `offset`.
+/// Cut in place, without copying the body.
+pub(crate) fn range_body(
+    r: Reply,
+    kind: FileKind,
+    name: &str,
+    offset: u64,
+    length: u64,
+) -> Result<Vec<u8>, BackendError> {
+    let mut body = r.body;
+    match r.status {
+        206 => {}
+        200 => {
+            body.drain(..(offset as usize).min(body.len()));
+        }
+        _ => body.clear(),
+    }
+    exact_range(body, kind, name, offset, length)
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (and

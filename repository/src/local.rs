@@ -3,7 +3,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::backend::{Backend, FileInfo, FileKind};
+use crate::backend::{exact_range, Backend, FileInfo, FileKind};
 use crate::error::BackendError;
 
 /// A repository in a local directory.
@@ -169,16 +169,7 @@ impl Backend for LocalBackend {
         f.seek(SeekFrom::Start(offset)).map_err(|e| self.io(kind, name, "seek", &path, e))?;
         let mut buf = Vec::with_capacity(length as usize);
         f.take(length).read_to_end(&mut buf).map_err(|e| self.io(kind, name, "read", &path, e))?;
-        if buf.len() as u64 != length {
-            return Err(BackendError::ShortRead {
-                kind,
-                name: name.to_string(),
-                offset,
-                want: length,
-                got: buf.len() as u64,
-            });
-        }
-        Ok(buf)
+        exact_range(buf, kind, name, offset, length)
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {

@@ -4,7 +4,10 @@
 use crate::backend::{Backend, FileInfo, FileKind};
 use crate::backend_url::{BackendOptions, Endpoint};
 use crate::error::{BackendError, RemoteErrorClass};
-use crate::http::{base64, status_class, uri_encode, Client, Reply, TransportError};
+use crate::http::{
+    base64, is_range_reply, object, range_body, status_class, uri_encode, Client, RemoteErrors, Reply,
+    TransportError,
+};
 use crate::local::valid_name;
 
 /// Default concurrent requests.
@@ -20,7 +23,7 @@ pub(crate) struct RestBackend {
     client: Client,
     base: String,
     auth: Option<String>,
-    location: String,
+    errors: RemoteErrors,
 }
 
 impl RestBackend {
@@ -44,7 +47,7 @@ impl RestBackend {
             client: Client::new(opts, opts.connections_or(DEFAULT_CONNECTIONS)),
             base,
             auth,
-            location,
+            errors: RemoteErrors { location },
         }
     }
 
@@ -69,16 +72,6 @@ impl RestBackend {
         self.client.send(method, url, &headers, body)
     }
 
-    fn remote(
-        &self,
-        op: &'static str,
-        object: String,
-        cause: String,
-        class: RemoteErrorClass,
-    ) -> BackendError {
-        BackendError::Remote { op, object, location: self.location.clone(), cause, class }
-    }
-
     fn status_error(&self, op: &'static str, object: String, r: &Reply) -> BackendError {
         let class = status_class(r.status);
         let mut cause = r.describe();
@@ -87,30 +80,19 @@ impl RestBackend {
         } else if r.status == 403 {
             cause.push_str(" (the server refuses this; an append-only server refuses deletes)");
         }
-        self.remote(op, object, cause, class)
-    }
-
-    fn not_found(&self, kind: FileKind, name: &str) -> BackendError {
-        BackendError::NotFound { kind, name: name.to_string(), location: self.location.clone() }
+        self.errors.remote(op, object, cause, class)
     }
 
     fn checked(&self, op: &'static str, kind: FileKind, name: &str) -> Result<String, BackendError> {
-        if valid_name(kind, name) {
-            Ok(self.url(kind, name))
-        } else {
-            Err(self.remote(
-                op,
-                object(kind, name),
-                "invalid object name".into(),
-                RemoteErrorClass::Permanent,
-            ))
-        }
+        self.errors.check_name(op, kind, name)?;
+        Ok(self.url(kind, name))
     }
 
     fn head(&self, kind: FileKind, name: &str) -> Result<Option<u64>, BackendError> {
         let url = self.checked("stat", kind, name)?;
-        let r =
-            self.send("HEAD", &url, &[], None).map_err(|e| self.transport("stat", object(kind, name), e))?;
+        let r = self
+            .send("HEAD", &url, &[], None)
+            .map_err(|e| self.errors.transport("stat", object(kind, name), e))?;
         match r.status {
             200..=299 => Ok(Some(r.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0))),
             404 => Ok(None),
@@ -118,25 +100,15 @@ impl RestBackend {
         }
     }
 
-    fn transport(&self, op: &'static str, object: String, e: TransportError) -> BackendError {
-        self.remote(op, object, e.cause, e.class)
-    }
-
     fn get(&self, kind: FileKind, name: &str, extra: &[(&str, String)]) -> Result<Reply, BackendError> {
         let url = self.checked("read", kind, name)?;
-        let r =
-            self.send("GET", &url, extra, None).map_err(|e| self.transport("read", object(kind, name), e))?;
+        let r = self
+            .send("GET", &url, extra, None)
+            .map_err(|e| self.errors.transport("read", object(kind, name), e))?;
         if r.status == 404 {
-            return Err(self.not_found(kind, name));
+            return Err(self.errors.not_found(kind, name));
         }
         Ok(r)
-    }
-}
-
-fn object(kind: FileKind, name: &str) -> String {
-    match kind {
-        FileKind::Config => "config".into(),
-        _ => format!("{kind} {name}"),
     }
 }
 
@@ -148,7 +120,7 @@ struct Entry {
 
 impl Backend for RestBackend {
     fn location(&self) -> &str {
-        &self.location
+        &self.errors.location
     }
 
     fn exists(&self) -> Result<bool, BackendError> {
@@ -159,7 +131,7 @@ impl Backend for RestBackend {
         let url = format!("{}/?create=true", self.base);
         let r = self
             .send("POST", &url, &[], Some(b""))
-            .map_err(|e| self.transport("create", "the repository".into(), e))?;
+            .map_err(|e| self.errors.transport("create", "the repository".into(), e))?;
         if r.ok() {
             Ok(())
         } else {
@@ -176,12 +148,12 @@ impl Backend for RestBackend {
             return Err(BackendError::AlreadyExists {
                 kind,
                 name: name.to_string(),
-                location: self.location.clone(),
+                location: self.errors.location.clone(),
             });
         }
         let r = self
             .send("POST", &url, &[], Some(data))
-            .map_err(|e| self.transport("upload", object(kind, name), e))?;
+            .map_err(|e| self.errors.transport("upload", object(kind, name), e))?;
         if r.ok() {
             return Ok(());
         }
@@ -207,22 +179,14 @@ impl Backend for RestBackend {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, BackendError> {
-        let short =
-            |got: u64| BackendError::ShortRead { kind, name: name.to_string(), offset, want: length, got };
         if length == 0 {
             return Ok(Vec::new());
         }
         let r = self.get(kind, name, &[("range", format!("bytes={offset}-{}", offset + length - 1))])?;
-        let body = match r.status {
-            206 => r.body,
-            200 => r.body.get(offset as usize..).unwrap_or_default().to_vec(),
-            416 => return Err(short(0)),
-            _ => return Err(self.status_error("read", object(kind, name), &r)),
-        };
-        match body.len() as u64 {
-            n if n < length => Err(short(n)),
-            _ => Ok(body[..length as usize].to_vec()),
+        if !is_range_reply(r.status) {
+            return Err(self.status_error("read", object(kind, name), &r));
         }
+        range_body(r, kind, name, offset, length)
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {
@@ -236,7 +200,7 @@ impl Backend for RestBackend {
         let url = format!("{}/{}/", self.base, kind.dir());
         let r = self
             .send("GET", &url, &[("accept", V2.to_string())], None)
-            .map_err(|e| self.transport("list", what(), e))?;
+            .map_err(|e| self.errors.transport("list", what(), e))?;
         if r.status == 404 {
             return Ok(Vec::new());
         }
@@ -244,7 +208,7 @@ impl Backend for RestBackend {
             return Err(self.status_error("list", what(), &r));
         }
         let entries: Vec<Entry> = serde_json::from_slice(&r.body).map_err(|e| {
-            self.remote(
+            self.errors.remote(
                 "list",
                 what(),
                 format!("the server's answer is not a REST v2 listing ({e}); the server must speak restic's REST protocol v2"),
@@ -264,10 +228,10 @@ impl Backend for RestBackend {
         let url = self.checked("delete", kind, name)?;
         let r = self
             .send("DELETE", &url, &[], None)
-            .map_err(|e| self.transport("delete", object(kind, name), e))?;
+            .map_err(|e| self.errors.transport("delete", object(kind, name), e))?;
         match r.status {
             200..=299 => Ok(()),
-            404 => Err(self.not_found(kind, name)),
+            404 => Err(self.errors.not_found(kind, name)),
             _ => Err(self.status_error("delete", object(kind, name), &r)),
         }
     }

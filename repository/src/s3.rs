@@ -3,7 +3,9 @@
 use crate::backend::{Backend, FileInfo, FileKind};
 use crate::backend_url::{BackendOptions, Endpoint};
 use crate::error::{BackendError, RemoteErrorClass};
-use crate::http::{status_class, uri_encode, Client, Reply, TransportError};
+use crate::http::{
+    is_range_reply, object, range_body, status_class, uri_encode, Client, RemoteErrors, Reply, TransportError,
+};
 use crate::local::valid_name;
 use crate::s3_auth::{self, sha256_hex, Credentials, ToSign};
 
@@ -28,7 +30,7 @@ pub(crate) struct S3Backend {
     creds: Credentials,
     region: String,
     page_size: usize,
-    location: String,
+    errors: RemoteErrors,
 }
 
 impl S3Backend {
@@ -51,7 +53,7 @@ impl S3Backend {
             creds,
             region,
             page_size: if opts.s3_list_page_size == 0 { 1000 } else { opts.s3_list_page_size },
-            location,
+            errors: RemoteErrors { location },
         })
     }
 
@@ -115,20 +117,6 @@ impl S3Backend {
         self.client.send(method, &url, &headers, body)
     }
 
-    fn remote(
-        &self,
-        op: &'static str,
-        object: String,
-        cause: String,
-        class: RemoteErrorClass,
-    ) -> BackendError {
-        BackendError::Remote { op, object, location: self.location.clone(), cause, class }
-    }
-
-    fn transport(&self, op: &'static str, object: String, e: TransportError) -> BackendError {
-        self.remote(op, object, e.cause, e.class)
-    }
-
     /// The error for an unexpected HTTP status, with S3's own error code
     /// and message when the body has them.
     fn status_error(&self, op: &'static str, object: String, r: &Reply) -> BackendError {
@@ -158,29 +146,12 @@ impl S3Backend {
                  the region, and the bucket's permissions)",
             );
         }
-        self.remote(op, object, cause, class)
-    }
-
-    fn not_found(&self, kind: FileKind, name: &str) -> BackendError {
-        BackendError::NotFound { kind, name: name.to_string(), location: self.location.clone() }
-    }
-
-    fn check_name(&self, op: &'static str, kind: FileKind, name: &str) -> Result<(), BackendError> {
-        if valid_name(kind, name) {
-            Ok(())
-        } else {
-            Err(self.remote(
-                op,
-                object(kind, name),
-                "invalid object name".into(),
-                RemoteErrorClass::Permanent,
-            ))
-        }
+        self.errors.remote(op, object, cause, class)
     }
 
     /// GET (whole or a range) of an object, mapping 404 to NotFound.
     fn get(&self, kind: FileKind, name: &str, range: Option<(u64, u64)>) -> Result<Reply, BackendError> {
-        self.check_name("read", kind, name)?;
+        self.errors.check_name("read", kind, name)?;
         let key = self.key(kind, name);
         let extra: Vec<(&str, String)> = match range {
             Some((o, l)) => vec![("range", format!("bytes={o}-{}", o + l - 1))],
@@ -188,11 +159,11 @@ impl S3Backend {
         };
         let r = self
             .send("GET", Some(&key), &[], &extra, None)
-            .map_err(|e| self.transport("read", object(kind, name), e))?;
+            .map_err(|e| self.errors.transport("read", object(kind, name), e))?;
         if r.status == 404
             && first_tag(&String::from_utf8_lossy(&r.body), "Code").as_deref() != Some("NoSuchBucket")
         {
-            return Err(self.not_found(kind, name));
+            return Err(self.errors.not_found(kind, name));
         }
         Ok(r)
     }
@@ -201,7 +172,7 @@ impl S3Backend {
         let key = self.key(kind, name);
         let r = self
             .send("HEAD", Some(&key), &[], &[], None)
-            .map_err(|e| self.transport("stat", object(kind, name), e))?;
+            .map_err(|e| self.errors.transport("stat", object(kind, name), e))?;
         match r.status {
             200..=299 => Ok(true),
             404 => Ok(false),
@@ -214,16 +185,9 @@ fn key_less(op: &str) -> bool {
     op == "list" || op == "open bucket"
 }
 
-fn object(kind: FileKind, name: &str) -> String {
-    match kind {
-        FileKind::Config => "config".into(),
-        _ => format!("{kind} {name}"),
-    }
-}
-
 impl Backend for S3Backend {
     fn location(&self) -> &str {
-        &self.location
+        &self.errors.location
     }
 
     fn exists(&self) -> Result<bool, BackendError> {
@@ -234,8 +198,9 @@ impl Backend for S3Backend {
     fn create_layout(&self) -> Result<(), BackendError> {
         // Folders are implicit in S3; only the bucket may need creating.
         let what = || format!("bucket {}", self.bucket);
-        let r =
-            self.send("HEAD", None, &[], &[], None).map_err(|e| self.transport("open bucket", what(), e))?;
+        let r = self
+            .send("HEAD", None, &[], &[], None)
+            .map_err(|e| self.errors.transport("open bucket", what(), e))?;
         if r.ok() {
             return Ok(());
         }
@@ -251,7 +216,7 @@ impl Backend for S3Backend {
         });
         let r = self
             .send("PUT", None, &[], &[], Some(body.as_deref().unwrap_or_default().as_bytes()))
-            .map_err(|e| self.transport("create", what(), e))?;
+            .map_err(|e| self.errors.transport("create", what(), e))?;
         let code = first_tag(&String::from_utf8_lossy(&r.body), "Code").unwrap_or_default();
         if r.ok() || code == "BucketAlreadyOwnedByYou" {
             Ok(())
@@ -261,11 +226,11 @@ impl Backend for S3Backend {
     }
 
     fn create(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
-        self.check_name("upload", kind, name)?;
+        self.errors.check_name("upload", kind, name)?;
         let key = self.key(kind, name);
         let r = self
             .send("PUT", Some(&key), &[], &[("if-none-match", "*".to_string())], Some(data))
-            .map_err(|e| self.transport("upload", object(kind, name), e))?;
+            .map_err(|e| self.errors.transport("upload", object(kind, name), e))?;
         match r.status {
             200..=299 => Ok(()),
             // Already there: content-addressed objects with the same name
@@ -273,7 +238,7 @@ impl Backend for S3Backend {
             412 if kind == FileKind::Config => Err(BackendError::AlreadyExists {
                 kind,
                 name: name.to_string(),
-                location: self.location.clone(),
+                location: self.errors.location.clone(),
             }),
             412 => Ok(()),
             _ => Err(self.status_error("upload", object(kind, name), &r)),
@@ -295,23 +260,14 @@ impl Backend for S3Backend {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, BackendError> {
-        let short =
-            |got: u64| BackendError::ShortRead { kind, name: name.to_string(), offset, want: length, got };
         if length == 0 {
             return Ok(Vec::new());
         }
         let r = self.get(kind, name, Some((offset, length)))?;
-        let body = match r.status {
-            206 => r.body,
-            // A server that ignores Range sends the whole object.
-            200 => r.body.get(offset as usize..).unwrap_or_default().to_vec(),
-            416 => return Err(short(0)),
-            _ => return Err(self.status_error("read", object(kind, name), &r)),
-        };
-        match body.len() as u64 {
-            n if n < length => Err(short(n)),
-            _ => Ok(body[..length as usize].to_vec()),
+        if !is_range_reply(r.status) {
+            return Err(self.status_error("read", object(kind, name), &r));
         }
+        range_body(r, kind, name, offset, length)
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {
@@ -328,7 +284,9 @@ impl Backend for S3Backend {
             if let Some(t) = &token {
                 q.push(("continuation-token", t.as_str()));
             }
-            let r = self.send("GET", None, &q, &[], None).map_err(|e| self.transport("list", what(), e))?;
+            let r = self
+                .send("GET", None, &q, &[], None)
+                .map_err(|e| self.errors.transport("list", what(), e))?;
             if r.status != 200 {
                 return Err(self.status_error("list", what(), &r));
             }
@@ -347,7 +305,7 @@ impl Backend for S3Backend {
             match first_tag(&xml, "NextContinuationToken") {
                 Some(t) if truncated && !t.is_empty() => token = Some(t),
                 _ if truncated => {
-                    return Err(self.remote(
+                    return Err(self.errors.remote(
                         "list",
                         what(),
                         "the service sent a truncated listing without a continuation token".into(),
@@ -363,15 +321,15 @@ impl Backend for S3Backend {
     }
 
     fn delete(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
-        self.check_name("delete", kind, name)?;
+        self.errors.check_name("delete", kind, name)?;
         // S3 deletes missing objects silently; the contract wants NotFound.
         if !self.head(kind, name)? {
-            return Err(self.not_found(kind, name));
+            return Err(self.errors.not_found(kind, name));
         }
         let key = self.key(kind, name);
         let r = self
             .send("DELETE", Some(&key), &[], &[], None)
-            .map_err(|e| self.transport("delete", object(kind, name), e))?;
+            .map_err(|e| self.errors.transport("delete", object(kind, name), e))?;
         if r.ok() {
             Ok(())
         } else {

@@ -6,8 +6,9 @@ use parking_lot::{Condvar, Mutex};
 use super::error::SftpError;
 use super::protocol::FX_NO_SUCH_FILE;
 use super::session::Session;
-use crate::backend::{Backend, FileInfo, FileKind};
+use crate::backend::{exact_range, Backend, FileInfo, FileKind};
 use crate::error::{BackendError, RemoteErrorClass};
+use crate::local::valid_name;
 
 /// Connections opened when [`SftpOptions::connections`] is 0: enough to
 /// keep the pipeline's uploaders and restore's readers busy without
@@ -211,13 +212,6 @@ pub struct SftpBackend {
 impl std::fmt::Debug for SftpBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SftpBackend").field("location", &self.location).finish()
-    }
-}
-
-fn valid_name(kind: FileKind, name: &str) -> bool {
-    match kind {
-        FileKind::Config => name == "config",
-        _ => name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
     }
 }
 
@@ -465,16 +459,7 @@ impl Backend for SftpBackend {
         let buf = self
             .with(|s| s.read_range(&path, offset, length))
             .map_err(|e| self.err("read", kind, name, e.in_path(&path)))?;
-        if buf.len() as u64 != length {
-            return Err(BackendError::ShortRead {
-                kind,
-                name: name.to_string(),
-                offset,
-                want: length,
-                got: buf.len() as u64,
-            });
-        }
-        Ok(buf)
+        exact_range(buf, kind, name, offset, length)
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {
