@@ -166,13 +166,7 @@ impl Inner {
     fn insert(&mut self, pack: PackId, blobs: &[PackedBlob]) {
         let n = self.pack_number(pack);
         for b in blobs {
-            let loc = Loc {
-                pack: n,
-                offset: b.offset,
-                length: b.length,
-                raw_length: b.raw_length,
-                compression: b.compression,
-            };
+            let loc = Loc::of(n, b);
             let r = match b.blob_type {
                 BlobType::Data => self.data.insert(&b.id, &loc),
                 BlobType::Tree => self.tree.insert(&b.id, &loc),
@@ -186,13 +180,7 @@ impl Inner {
     fn insert_into(&mut self, pack: PackId, blobs: &[PackedBlob], marked: bool) {
         let n = self.pack_number(pack);
         for b in blobs {
-            let loc = Loc {
-                pack: n,
-                offset: b.offset,
-                length: b.length,
-                raw_length: b.raw_length,
-                compression: b.compression,
-            };
+            let loc = Loc::of(n, b);
             match (b.blob_type, marked) {
                 (BlobType::Data, false) => self.data.load(&b.id, &loc),
                 (BlobType::Tree, false) => self.tree.load(&b.id, &loc),

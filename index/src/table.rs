@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 
-use crate::blob::Compression;
+use crate::blob::{Compression, PackedBlob};
 use crate::id::{BlobId, Id};
 use crate::master::IdMap;
 
@@ -26,6 +26,13 @@ pub(crate) struct Loc {
     pub(crate) length: u32,
     pub(crate) raw_length: u32,
     pub(crate) compression: Compression,
+}
+
+impl Loc {
+    /// Where `b` lives in the pack numbered `pack`.
+    pub(crate) fn of(pack: u32, b: &PackedBlob) -> Loc {
+        Loc { pack, offset: b.offset, length: b.length, raw_length: b.raw_length, compression: b.compression }
+    }
 }
 
 /// One record: 32 id bytes and four little-endian u32 words.
