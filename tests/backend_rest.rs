@@ -1,37 +1,13 @@
 //! Every command against a real REST v2 server (`rclone serve restic`,
 //! with basic auth), through the CLI.
 
-use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
-use crate::common::{self, ArchEnv, Run};
-use crate::servers::{Server, REST_PASS, REST_USER};
-
-fn run(env: &ArchEnv, url: &str, args: &[&str]) -> Run {
-    let mut a: Vec<OsString> = vec!["--repo".into(), url.into()];
-    a.extend(args.iter().map(OsString::from));
-    env.run(&a)
-}
-
-fn snapshot_count(env: &ArchEnv, url: &str) -> usize {
-    let r = run(env, url, &["--json", "snapshots"]);
-    r.ok("snapshots");
-    serde_json::from_str::<serde_json::Value>(r.stdout.trim()).unwrap().as_array().unwrap().len()
-}
-
-/// Runs an unchanged second backup and asserts it stored no file data:
-/// nothing read, and no new pack but at most the small tree pack for the
-/// ancestor folders (/tmp and the test folder change as other tests run).
-fn assert_second_backup_adds_no_data(env: &ArchEnv, url: &str, src: &str, repo: &std::path::Path) {
-    let before = common::pack_files(repo);
-    let r = run(env, url, &["--json", "backup", src]);
-    r.ok("second backup");
-    let summary: serde_json::Value = serde_json::from_str(r.stdout.trim().lines().last().unwrap()).unwrap();
-    assert_eq!(summary["bytes_read"], 0, "{summary}");
-    let new: Vec<_> = common::pack_files(repo).into_iter().filter(|(n, _)| !before.contains_key(n)).collect();
-    let new_bytes: u64 = new.iter().map(|(_, p)| std::fs::metadata(p).unwrap().len()).sum();
-    assert!(new.len() <= 1 && new_bytes < 16 << 10, "only ancestor trees are new: {new:?}");
-}
+use crate::common;
+use crate::servers::{
+    assert_second_backup_adds_no_data, backup_while_the_server_dies, run, snapshot_count, Server, REST_PASS,
+    REST_USER,
+};
 
 #[test]
 fn backup_restore_check_forget_prune_keys_and_copy_over_rest() {
@@ -58,13 +34,13 @@ fn backup_restore_check_forget_prune_keys_and_copy_over_rest() {
     assert!(r.stdout.contains("no errors found"), "{}", r.stdout);
 
     run(&env, &url, &["forget", "--keep-last", "1", "--prune"]).ok("forget --prune");
-    assert_eq!(snapshot_count(&env, &url), 1);
+    assert_eq!(snapshot_count(&env, &url, &[]), 1);
     run(&env, &url, &["check", "--read-data"]).ok("check after prune");
 
     let pw2 = work.join("pw2");
     std::fs::write(&pw2, "second password\n").unwrap();
     run(&env, &url, &["key", "add", "--new-password-file", &pw2.display().to_string()]).ok("key add");
-    assert_eq!(snapshot_count(&env.clone().var("ARCH_PASSWORD", "second password"), &url), 1);
+    assert_eq!(snapshot_count(&env.clone().var("ARCH_PASSWORD", "second password"), &url, &[]), 1);
 
     // Copy from a local repository into a second repository on the server.
     let local = work.join("local").display().to_string();
@@ -74,7 +50,7 @@ fn backup_restore_check_forget_prune_keys_and_copy_over_rest() {
     run(&env, &url2, &["init"]).ok("init second");
     run(&env.clone().var("ARCH_FROM_PASSWORD", common::PASSWORD), &url2, &["copy", "--from-repo", &local])
         .ok("copy");
-    assert_eq!(snapshot_count(&env, &url2), 1);
+    assert_eq!(snapshot_count(&env, &url2, &[]), 1);
     run(&env, &url2, &["check", "--read-data"]).ok("check the copy");
 }
 
@@ -110,35 +86,11 @@ fn a_rest_server_killed_mid_backup_fails_cleanly_and_the_next_backup_succeeds() 
         common::write_random_file(&src.join(format!("f{i}")), 2000 + i, 8 << 20);
     }
     let repo = rest.data.join("repo");
-    let mut child = env.spawn(&[
-        "--repo",
-        &url,
-        "-o",
-        "connections=1",
-        "-o",
-        "retry.max-time=2s",
-        "backup",
-        src.to_str().unwrap(),
-    ]);
-    let t = Instant::now();
-    while common::pack_files(&repo).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(60), "no pack uploaded");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    rest.stop();
-    let killed_at = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(killed_at.elapsed() < Duration::from_secs(60), "backup hangs after the server died");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    let out = backup_while_the_server_dies(&env, &url, &src, &repo, || rest.stop());
+    let stderr = out.stderr;
+    assert_eq!(out.code, Some(1), "{stderr}");
     assert!(stderr.contains("gave up after"), "{stderr}");
-    assert!(killed_at.elapsed() < Duration::from_secs(30), "bounded: {:?}", killed_at.elapsed());
+    assert!(out.after_stop < Duration::from_secs(30), "bounded: {:?}", out.after_stop);
 
     rest.start();
     run(&env, &url, &["backup", src.to_str().unwrap()]).ok("backup after restart");

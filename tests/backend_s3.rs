@@ -1,45 +1,17 @@
 //! Every command against a real S3 server (s3s-fs: SigV4, conditional
 //! create), through the CLI.
 
-use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{self, ArchEnv, Run};
-use crate::servers::Server;
-
-/// Runs `arch --repo URL args...`.
-fn run(env: &ArchEnv, url: &str, args: &[&str]) -> Run {
-    let mut a: Vec<OsString> = vec!["--repo".into(), url.into()];
-    a.extend(args.iter().map(OsString::from));
-    env.run(&a)
-}
-
-fn snapshot_count(env: &ArchEnv, url: &str, extra: &[&str]) -> usize {
-    let mut a = vec!["--json", "snapshots"];
-    a.extend_from_slice(extra);
-    let r = run(env, url, &a);
-    r.ok("snapshots");
-    serde_json::from_str::<serde_json::Value>(r.stdout.trim()).unwrap().as_array().unwrap().len()
-}
+use crate::common;
+use crate::servers::{
+    assert_second_backup_adds_no_data, backup_while_the_server_dies, run, snapshot_count, Server,
+};
 
 /// The repository's folder inside the server's data (bucket/prefix).
 fn repo_dir(s: &Server, bucket_prefix: &str) -> std::path::PathBuf {
     s.data.join(bucket_prefix)
-}
-
-/// Runs an unchanged second backup and asserts it stored no file data:
-/// nothing read, and no new pack but at most the small tree pack for the
-/// ancestor folders (/tmp and the test folder change as other tests run).
-fn assert_second_backup_adds_no_data(env: &ArchEnv, url: &str, src: &str, repo: &std::path::Path) {
-    let before = common::pack_files(repo);
-    let r = run(env, url, &["--json", "backup", src]);
-    r.ok("second backup");
-    let summary: serde_json::Value = serde_json::from_str(r.stdout.trim().lines().last().unwrap()).unwrap();
-    assert_eq!(summary["bytes_read"], 0, "{summary}");
-    let new: Vec<_> = common::pack_files(repo).into_iter().filter(|(n, _)| !before.contains_key(n)).collect();
-    let new_bytes: u64 = new.iter().map(|(_, p)| std::fs::metadata(p).unwrap().len()).sum();
-    assert!(new.len() <= 1 && new_bytes < 16 << 10, "only ancestor trees are new: {new:?}");
 }
 
 #[test]
@@ -161,36 +133,12 @@ fn a_server_killed_mid_backup_fails_cleanly_and_the_next_backup_succeeds() {
     random_tree(&src, 12, 8 << 20);
     let repo = repo_dir(&s3, "bucket");
 
-    let mut child = env.spawn(&[
-        "--repo",
-        &url,
-        "-o",
-        "connections=1",
-        "-o",
-        "retry.max-time=2s",
-        "backup",
-        src.to_str().unwrap(),
-    ]);
-    // Kill the server once the first pack has landed.
-    let t = Instant::now();
-    while common::pack_files(&repo).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(60), "no pack uploaded");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    s3.stop();
-    let killed_at = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(killed_at.elapsed() < Duration::from_secs(60), "backup hangs after the server died");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    // Stop the server once the first pack has landed.
+    let out = backup_while_the_server_dies(&env, &url, &src, &repo, || s3.stop());
+    let stderr = out.stderr;
+    assert_eq!(out.code, Some(1), "{stderr}");
     assert!(stderr.contains("gave up after") && stderr.contains(&url), "{stderr}");
-    assert!(killed_at.elapsed() < Duration::from_secs(30), "bounded retry time: {:?}", killed_at.elapsed());
+    assert!(out.after_stop < Duration::from_secs(30), "bounded retry time: {:?}", out.after_stop);
 
     s3.start();
     run(&env, &url, &["backup", src.to_str().unwrap()]).ok("backup after restart");

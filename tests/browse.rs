@@ -192,19 +192,6 @@ fn stats_modes_count_duplicates_and_hardlinks_once() {
     assert_eq!(twice.blobs_stored_size, s.blobs_stored_size);
 }
 
-fn run_ok(env: &ArchEnv, a: &[&dyn AsRef<OsStr>]) -> String {
-    let r = env.run(&args(a));
-    r.ok(&format!("arch {:?}", args(a)));
-    r.stdout.clone()
-}
-
-fn json_lines(out: &str) -> Vec<serde_json::Value> {
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
 #[test]
 fn cli_ls_cat_find_diff_dump() {
     let (_t, base) = tempdir();

@@ -11,19 +11,6 @@ use std::process::Command;
 
 use crate::common::*;
 
-fn run_ok(env: &ArchEnv, a: &[&dyn AsRef<OsStr>]) -> String {
-    let r = env.run(&args(a));
-    r.ok(&format!("{:?}", args(a)));
-    r.stdout.clone()
-}
-
-fn json_lines(out: &str) -> Vec<serde_json::Value> {
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
 fn first_tree(src: &Path) {
     for d in ["keep", "gone", "docs/deep"] {
         fs::create_dir_all(src.join(d)).unwrap();

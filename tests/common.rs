@@ -662,3 +662,19 @@ impl ArchEnv {
 pub fn args(parts: &[&dyn AsRef<OsStr>]) -> Vec<OsString> {
     parts.iter().map(|a| a.as_ref().to_owned()).collect()
 }
+
+/// Runs `arch args...`, requires exit 0, and returns its stdout.
+pub fn run_ok(env: &ArchEnv, a: &[&dyn AsRef<OsStr>]) -> String {
+    let r = env.run(&args(a));
+    r.ok(&format!("arch {:?}", args(a)));
+    r.stdout.clone()
+}
+
+/// Every non-empty line of `out`, parsed as JSON (panics on a line that
+/// is not).
+pub fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::ArchEnv;
+use std::ffi::OsString;
+
+use crate::common::{self, ArchEnv, Run};
 
 /// A running (or stopped) server.
 pub struct Server {
@@ -176,4 +178,83 @@ impl Drop for Server {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs `arch --repo URL args...`.
+pub fn run(env: &ArchEnv, url: &str, args: &[&str]) -> Run {
+    let mut a: Vec<OsString> = vec!["--repo".into(), url.into()];
+    a.extend(args.iter().map(OsString::from));
+    env.run(&a)
+}
+
+/// The number of snapshots `arch snapshots` lists (with `extra` options).
+pub fn snapshot_count(env: &ArchEnv, url: &str, extra: &[&str]) -> usize {
+    let mut a = vec!["--json", "snapshots"];
+    a.extend_from_slice(extra);
+    let r = run(env, url, &a);
+    r.ok("snapshots");
+    serde_json::from_str::<serde_json::Value>(r.stdout.trim()).unwrap().as_array().unwrap().len()
+}
+
+/// Runs an unchanged second backup and asserts it stored no file data:
+/// nothing read, and no new pack but at most the small tree pack for the
+/// ancestor folders (/tmp and the test folder change as other tests run).
+pub fn assert_second_backup_adds_no_data(env: &ArchEnv, url: &str, src: &str, repo: &Path) {
+    let before = common::pack_files(repo);
+    let r = run(env, url, &["--json", "backup", src]);
+    r.ok("second backup");
+    let summary: serde_json::Value = serde_json::from_str(r.stdout.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(summary["bytes_read"], 0, "{summary}");
+    let new: Vec<_> = common::pack_files(repo).into_iter().filter(|(n, _)| !before.contains_key(n)).collect();
+    let new_bytes: u64 = new.iter().map(|(_, p)| std::fs::metadata(p).unwrap().len()).sum();
+    assert!(new.len() <= 1 && new_bytes < 16 << 10, "only ancestor trees are new: {new:?}");
+}
+
+/// How a backup ended whose server died under it.
+pub struct Outlived {
+    /// Its exit code.
+    pub code: Option<i32>,
+    /// What it printed on stderr.
+    pub stderr: String,
+    /// How long it ran on after the server was stopped.
+    pub after_stop: Duration,
+}
+
+/// Starts a backup of `src` (one connection, a 2 s retry budget), stops
+/// the server with `stop` once the first pack is in `repo`, and waits for
+/// the backup to end; a backup still running 60 s later fails the test.
+pub fn backup_while_the_server_dies(
+    env: &ArchEnv,
+    url: &str,
+    src: &Path,
+    repo: &Path,
+    stop: impl FnOnce(),
+) -> Outlived {
+    let mut child = env.spawn(&[
+        "--repo",
+        url,
+        "-o",
+        "connections=1",
+        "-o",
+        "retry.max-time=2s",
+        "backup",
+        src.to_str().unwrap(),
+    ]);
+    let t = Instant::now();
+    while common::pack_files(repo).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(60), "no pack uploaded");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop();
+    let stopped_at = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(stopped_at.elapsed() < Duration::from_secs(60), "backup hangs after the server died");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let after_stop = stopped_at.elapsed();
+    let out = child.wait_with_output().unwrap();
+    Outlived { code: status.code(), stderr: String::from_utf8_lossy(&out.stderr).into_owned(), after_stop }
 }
