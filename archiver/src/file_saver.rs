@@ -116,7 +116,7 @@ fn open_file(ctx: &Ctx<'_>, path: &Path) -> Result<Opened, FileFailure> {
     let source = if opened.blocks() * 512 < opened.len() {
         Source::Sparse(SparseReader::new(file, opened.len()))
     } else if ctx.read_mode == ReadMode::Mmap && opened.len() > 0 && usize::try_from(opened.len()).is_ok() {
-        let map = Mapping::new(&file, opened.len() as usize).map_err(FileFailure::Source)?;
+        let map = Mapping::sequential(&file, opened.len() as usize).map_err(FileFailure::Source)?;
         Source::Mapped(file, map)
     } else {
         Source::Plain(file)

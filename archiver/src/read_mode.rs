@@ -54,10 +54,17 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
+        Ok(Mapping { ptr, len })
+    }
+
+    /// [`Mapping::new`], for reading front to back (the kernel reads
+    /// ahead).
+    pub(crate) fn sequential(file: &File, len: usize) -> std::io::Result<Mapping> {
+        let map = Mapping::new(file, len)?;
         // SAFETY: ptr/len is the mapping just made. Only a hint: failure
         // changes nothing.
-        unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
-        Ok(Mapping { ptr, len })
+        unsafe { libc::madvise(map.ptr, map.len, libc::MADV_SEQUENTIAL) };
+        Ok(map)
     }
 
     /// Unmaps the pages from this process (they stay in the page cache
