@@ -29,9 +29,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "ARCH_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// Run this shell command and use its output (without trailing line
-    /// breaks) as the password; same as ARCH_PASSWORD_COMMAND, which
-    /// ARCH_PASSWORD and --password-file take precedence over.
-    #[arg(long, global = true, value_name = "COMMAND")]
+    /// breaks) as the password; ARCH_PASSWORD and --password-file take
+    /// precedence over it.
+    #[arg(long, global = true, env = "ARCH_PASSWORD_COMMAND", value_name = "COMMAND")]
     pub password_command: Option<String>,
     /// Print results as JSON.
     #[arg(long, global = true)]

@@ -46,7 +46,7 @@ pub fn run(cli: &Cli, args: &CheckArgs, token: &CancellationToken) -> Result<i32
     // the lease is taken) and reports a damaged one instead of failing to
     // open the repository. No cache: check reads the stored objects.
     let (_, backend) = crate::repo::backend_uncached(cli)?;
-    let password = crate::password::get(cli.password_file.as_deref(), false)?;
+    let password = crate::password::get(cli, false)?;
     let repo = Arc::new(arch_archiver::Repository::open_unindexed(backend, &password)?);
     let _lease = crate::repo::lease(cli, &repo, false)?;
     let read = match (args.read_data, args.read_data_subset) {

@@ -32,7 +32,7 @@ pub fn run(cli: &Cli, args: &InitArgs) -> Result<i32> {
             .with_context(|| format!("source repository {from}"))?;
         opts = opts.chunker(src.config().chunker.clone());
     }
-    let password = crate::password::get(cli.password_file.as_deref(), true)?;
+    let password = crate::password::get(cli, true)?;
     let backend = crate::repo::backend_at(cli, &loc.url)?;
     let repo = Repository::init(backend, &password, &opts)?;
     if cli.json {

@@ -43,18 +43,6 @@ pub struct RunArgs {
     pub json_summary: bool,
 }
 
-/// Exports the profile's password command before any thread starts (the
-/// password code reads it from the environment). Errors are left for
-/// [`run`] to report.
-pub fn prepare(args: &RunArgs) {
-    let Ok(file) = args.config.path() else { return };
-    if let Ok(p) = profile::load(&file, &args.profile) {
-        if let Some(c) = &p.password_command {
-            std::env::set_var("ARCH_PASSWORD_COMMAND", c);
-        }
-    }
-}
-
 /// One step's result.
 struct Step {
     name: &'static str,
@@ -345,6 +333,12 @@ fn parse(cli: &Cli, p: &Profile, step: Vec<String>) -> Result<Cli> {
         if let Some(f) = &cli.password_file {
             argv.push("--password-file".into());
             argv.push(f.clone().into());
+        }
+    }
+    if p.password_command.is_none() {
+        if let Some(c) = &cli.password_command {
+            argv.push("--password-command".into());
+            argv.push(c.into());
         }
     }
     argv.extend(step.into_iter().map(OsString::from));

@@ -42,14 +42,6 @@ use clap::Parser;
 fn main() {
     limit_malloc_arenas();
     let cli = cli::Cli::parse();
-    // --password-command is ARCH_PASSWORD_COMMAND for this process (set
-    // before any thread starts); password::get reads it from there.
-    if let Some(c) = &cli.password_command {
-        std::env::set_var("ARCH_PASSWORD_COMMAND", c);
-    }
-    if let cli::Command::Run(a) = &cli.command {
-        cmd_run::prepare(a);
-    }
     if let Some(path) = &cli.log.log_file {
         let max = cli.log.log_max_size.unwrap_or(log_file::DEFAULT_MAX_SIZE);
         if let Err(e) = log_file::open(path, max, cli.log.log_keep.unwrap_or(log_file::DEFAULT_KEEP)) {

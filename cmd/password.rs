@@ -5,22 +5,37 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use zeroize::Zeroizing;
 
+use crate::cli::Cli;
+
 /// The repository password, from (in order) ARCH_PASSWORD,
-/// --password-file / ARCH_PASSWORD_FILE, ARCH_PASSWORD_COMMAND (or
-/// --password-command), or a prompt when stdin is a terminal. `confirm` asks
-/// twice (for a new repository).
-pub fn get(file: Option<&Path>, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
-    get_with("ARCH_PASSWORD", file, confirm, "repository")
+/// --password-file / ARCH_PASSWORD_FILE, --password-command /
+/// ARCH_PASSWORD_COMMAND, or a prompt when stdin is a terminal. `confirm`
+/// asks twice (for a new repository).
+pub fn get(cli: &Cli, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
+    get_with(
+        "ARCH_PASSWORD",
+        cli.password_file.as_deref(),
+        cli.password_command.clone(),
+        confirm,
+        "repository",
+    )
 }
 
 /// The password of a second repository (`copy --from-repo`), from
 /// ARCH_FROM_PASSWORD, --from-password-file / ARCH_FROM_PASSWORD_FILE,
 /// ARCH_FROM_PASSWORD_COMMAND, or a prompt.
 pub fn get_source(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
-    get_with("ARCH_FROM_PASSWORD", file, false, "source repository")
+    let command = std::env::var("ARCH_FROM_PASSWORD_COMMAND").ok();
+    get_with("ARCH_FROM_PASSWORD", file, command, false, "source repository")
 }
 
-fn get_with(var: &str, file: Option<&Path>, confirm: bool, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+fn get_with(
+    var: &str,
+    file: Option<&Path>,
+    command: Option<String>,
+    confirm: bool,
+    what: &str,
+) -> Result<Zeroizing<Vec<u8>>> {
     if let Some(p) = std::env::var_os(var) {
         return non_empty(p.into_encoded_bytes(), var);
     }
@@ -33,7 +48,7 @@ fn get_with(var: &str, file: Option<&Path>, confirm: bool, what: &str) -> Result
         return non_empty(first.to_vec(), &format!("password file {}", f.display()));
     }
     let command_var = format!("{var}_COMMAND");
-    if let Ok(cmd) = std::env::var(&command_var) {
+    if let Some(cmd) = command {
         let out = Command::new("sh")
             .arg("-c")
             .arg(&cmd)

@@ -272,7 +272,7 @@ fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String> {
 }
 
 impl Profile {
-    /// Arguments before the subcommand: repository and password file.
+    /// Arguments before the subcommand: repository and password source.
     fn global_args(&self) -> Vec<String> {
         let mut a = Vec::new();
         if let Some(r) = &self.repository {
@@ -280,6 +280,9 @@ impl Profile {
         }
         if let Some(p) = &self.password_file {
             a.extend(["--password-file".to_string(), p.clone()]);
+        }
+        if let Some(c) = &self.password_command {
+            a.extend(["--password-command".to_string(), c.clone()]);
         }
         a
     }

@@ -105,7 +105,7 @@ pub fn open(cli: &Cli) -> Result<Repository> {
 /// deal with snapshots, keys or locks.
 pub fn open_unindexed(cli: &Cli) -> Result<Repository> {
     let (_, backend) = backend(cli)?;
-    let password = crate::password::get(cli.password_file.as_deref(), false)?;
+    let password = crate::password::get(cli, false)?;
     Ok(index_options(cli, Repository::open_unindexed(backend, &password)?))
 }
 
@@ -135,7 +135,7 @@ pub fn open_locked(cli: &Cli, exclusive: bool) -> Result<(Arc<Repository>, Lease
 pub fn open_or_create_default(cli: &Cli) -> Result<(Arc<Repository>, Lease)> {
     let (loc, backend) = backend(cli)?;
     if loc.is_default && !backend.exists()? {
-        let password = crate::password::get(cli.password_file.as_deref(), true)?;
+        let password = crate::password::get(cli, true)?;
         let repo = index_options(cli, Repository::init(backend, &password, &InitOptions::default())?);
         if !cli.quiet {
             eprintln!("created the default repository at {}", loc.url);

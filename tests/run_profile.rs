@@ -392,3 +392,17 @@ grace = "0"
     r.ok("third run");
     assert_eq!(steps(&r), ["backup", "forget"], "little unused again: {}", r.stderr);
 }
+
+#[test]
+fn a_profile_password_command_opens_the_repository_for_every_step() {
+    let s = Setup::new("[profiles.home.retention]\nkeep-last = 1\n");
+    // The same profile with a password command instead of the file.
+    let text = fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("password-file = \"${BASE}/pass\"", "password-command = \"cat \\\"$BASE/pass\\\"\"");
+    assert!(text.contains("password-command"), "{text}");
+    fs::write(&s.config, text).unwrap();
+    s.run(&[]).ok("run with a password command");
+    s.run(&[]).ok("second run with a password command");
+    assert_eq!(s.snapshots().len(), 1, "backup and forget both opened the repository");
+}
