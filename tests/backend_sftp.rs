@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use arch_archiver::{Backend, BackendError, FileInfo, FileKind, RemoteErrorClass, SftpBackend, SftpOptions};
 
 use crate::common::*;
-use crate::server_sftp::SftpServer;
+use crate::server_sftp::{keygen, SftpServer};
 
 fn name(b: u8) -> String {
     format!("{b:02x}").repeat(32)
@@ -134,12 +134,7 @@ fn sftp_wrong_key_is_one_permanent_error() {
     let Some(server) = SftpServer::start() else { return };
     let (_t, dir) = tempdir();
     let other = dir.join("other_key");
-    let st = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&other)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    keygen(&other);
     let mut opts = server.options(&dir.join("repo"));
     opts.key = Some(other);
     let b = SftpBackend::new(opts).unwrap();
@@ -288,12 +283,7 @@ fn sftp_cli_wrong_key_is_one_line_and_exit_1() {
     let (_t, base) = tempdir();
     let env = ArchEnv::new(&base);
     let other = base.join("other_key");
-    let st = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&other)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    keygen(&other);
     // The -o options all before the subcommand: clap replaces, not
     // extends, a global option given again after it.
     let mut a = cli(&server, &base.join("repo"), &[&"-o", &format!("sftp.key={}", other.display())]);
