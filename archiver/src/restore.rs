@@ -224,6 +224,10 @@ pub struct Restore<'a> {
 struct Placement {
     file: u32,
     file_offset: u64,
+    /// The file does not exist yet and this blob is all of it: the worker
+    /// writing the blob creates it (one open instead of a create, a
+    /// resize and a reopen; most files of a tree are one chunk).
+    fresh: bool,
 }
 
 /// A file's blobs, each with its offset in the file.
@@ -244,7 +248,8 @@ type PackBlobs = Vec<(BlobLocation, Vec<Placement>)>;
 struct Batch {
     files: Vec<PathBuf>,
     /// Files to create empty at their final size before content is
-    /// written: index into `files`, size.
+    /// written (all but those created by their only blob, see
+    /// [`Placement::fresh`]): index into `files`, size.
     create: Vec<(u32, u64)>,
     /// pack -> blob location -> placements
     packs: HashMap<PackId, PackBlobs>,
@@ -717,12 +722,7 @@ impl<'a> Restore<'a> {
         if self.opts.dry_run {
             return Ok(());
         }
-        replace_with(path, || {
-            OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map(|_| ())
-        })?;
-        open_for_writing(path)
-            .and_then(|f| f.set_len(size))
-            .map_err(|e| ArchiveError::io("size file", path, e))
+        create_new(path)?.set_len(size).map_err(|e| ArchiveError::io("size file", path, e))
     }
 
     /// Compares the existing files queued by the walk with their snapshot
@@ -850,11 +850,12 @@ impl<'a> Restore<'a> {
         Ok((files.len() as u64, failures))
     }
 
-    /// Creates the batch's new files, then writes their content: each
-    /// worker takes whole packs (biggest first), reads the span of a pack
-    /// it needs with one read, decrypts in place and writes every blob with
-    /// positional writes, so workers fill different parts of a large file
-    /// at once.
+    /// Creates the batch's new files (but those of one chunk, which the
+    /// worker writing the chunk creates), then writes their content: each
+    /// worker takes whole packs (biggest first), reads what it needs of a
+    /// pack in windows of a few MiB, decrypts in place and writes every
+    /// blob with positional writes, so workers fill different parts of a
+    /// large file at once.
     fn write_content(&self, batch: &Batch) -> Result<(), ArchiveError> {
         let mut packs: Vec<(&PackId, &PackBlobs)> = batch.packs.iter().collect();
         // Bigger packs first so the tail of the run is not one big pack.
@@ -932,6 +933,10 @@ impl<'a> Restore<'a> {
         Ok(())
     }
 
+    /// Reads the needed blobs of `pack` in pack order, a window of at most
+    /// [`READ_WINDOW`] bytes per read (a bigger blob is one read of its
+    /// own), so a worker holds a few MiB whatever the pack size, and a run
+    /// of unneeded blobs longer than [`READ_GAP`] is skipped, not read.
     fn restore_pack(
         &self,
         pack: &PackId,
@@ -940,31 +945,75 @@ impl<'a> Restore<'a> {
         handles: &FileHandles,
         decoder: &mut BlobDecoder,
     ) -> Result<(), ArchiveError> {
-        // One read covering every needed blob of the pack.
-        let start = blobs.iter().map(|(l, _)| u64::from(l.blob.offset)).min().unwrap_or(0);
-        let end =
-            blobs.iter().map(|(l, _)| u64::from(l.blob.offset) + u64::from(l.blob.length)).max().unwrap_or(0);
-        let mut data = self
-            .repo
-            .backend()
-            .read_range(FileKind::Pack, &pack.to_hex(), start, end - start)
-            .map_err(arch_repository::RepoError::from)?;
-        for (loc, places) in blobs {
-            let from = (u64::from(loc.blob.offset) - start) as usize;
-            let sealed = &mut data[from..from + loc.blob.length as usize];
-            let plain = decoder.decode(self.repo.key(), loc, sealed)?;
-            let zero = !self.opts.dense && is_zero(plain);
-            for p in places {
-                if !zero {
-                    let path = &batch.files[p.file as usize];
-                    let f = handles.get(p.file, path)?;
-                    f.write_all_at(plain, p.file_offset).map_err(|e| ArchiveError::io("write", path, e))?;
+        let span = |(l, _): &&(BlobLocation, Vec<Placement>)| {
+            (u64::from(l.blob.offset), u64::from(l.blob.offset) + u64::from(l.blob.length))
+        };
+        let mut order: Vec<_> = blobs.iter().collect();
+        order.sort_by_key(|b| span(b).0);
+        let mut rest = &order[..];
+        while let Some(first) = rest.first() {
+            let (start, mut end) = span(first);
+            let mut n = 1;
+            for b in &rest[1..] {
+                let (from, to) = span(b);
+                if to - start > READ_WINDOW || from > end + READ_GAP {
+                    break;
                 }
-                self.progress.bytes_processed(plain.len() as u64);
+                end = end.max(to);
+                n += 1;
             }
+            let mut data = self
+                .repo
+                .backend()
+                .read_range(FileKind::Pack, &pack.to_hex(), start, end - start)
+                .map_err(arch_repository::RepoError::from)?;
+            for (loc, places) in &rest[..n] {
+                let from = (u64::from(loc.blob.offset) - start) as usize;
+                let sealed = &mut data[from..from + loc.blob.length as usize];
+                let plain = decoder.decode(self.repo.key(), loc, sealed)?;
+                self.write_blob(plain, places, batch, handles)?;
+            }
+            rest = &rest[n..];
         }
         Ok(())
     }
+
+    /// Writes one decoded blob everywhere it goes (an all-zero one stays a
+    /// hole unless `dense`).
+    fn write_blob(
+        &self,
+        plain: &[u8],
+        places: &[Placement],
+        batch: &Batch,
+        handles: &FileHandles,
+    ) -> Result<(), ArchiveError> {
+        let hole = !self.opts.dense && is_zero(plain);
+        for p in places {
+            let path = &batch.files[p.file as usize];
+            if p.fresh {
+                let f = create_new(path)?;
+                if hole { f.set_len(plain.len() as u64) } else { std::io::Write::write_all(&mut &f, plain) }
+                    .map_err(|e| ArchiveError::io("write", path, e))?;
+            } else if !hole {
+                let f = handles.get(p.file, path)?;
+                f.write_all_at(plain, p.file_offset).map_err(|e| ArchiveError::io("write", path, e))?;
+            }
+            self.progress.bytes_processed(plain.len() as u64);
+        }
+        Ok(())
+    }
+}
+
+/// The most bytes one pack read covers (see [`Restore::restore_pack`]).
+const READ_WINDOW: u64 = 4 << 20;
+/// Unneeded bytes between two needed blobs that are read rather than
+/// skipped with a new read.
+const READ_GAP: u64 = 256 << 10;
+
+/// Creates a file that must not exist yet (one in the way is replaced),
+/// private until its metadata is applied.
+fn create_new(path: &Path) -> Result<std::fs::File, ArchiveError> {
+    replace_with(path, || OpenOptions::new().write(true).create_new(true).mode(0o600).open(path))
 }
 
 impl Batch {
@@ -988,6 +1037,7 @@ impl Batch {
             return false;
         }
         let file_no = self.files.len() as u32;
+        let fresh = create.is_some() && chunks.len() == 1;
         for ((loc, off), n) in chunks.iter().zip(need) {
             if !n {
                 continue;
@@ -997,11 +1047,11 @@ impl Batch {
                 entries.push((*loc, Vec::new()));
                 entries.len() - 1
             });
-            entries[slot].1.push(Placement { file: file_no, file_offset: *off });
+            entries[slot].1.push(Placement { file: file_no, file_offset: *off, fresh });
             self.entries += 1;
             result.written += u64::from(loc.blob.raw_length);
         }
-        if let Some(size) = create {
+        if let Some(size) = create.filter(|_| !fresh) {
             self.create.push((file_no, size));
         }
         self.files.push(path);

@@ -77,10 +77,10 @@ pub(crate) fn is_zero(b: &[u8]) -> bool {
 
 /// Runs `create`; if the path exists (restoring over a tree), removes what
 /// is there (not a directory) and tries once more.
-pub(crate) fn replace_with(
+pub(crate) fn replace_with<T>(
     path: &Path,
-    create: impl Fn() -> std::io::Result<()>,
-) -> Result<(), ArchiveError> {
+    create: impl Fn() -> std::io::Result<T>,
+) -> Result<T, ArchiveError> {
     match create() {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let md = std::fs::symlink_metadata(path).map_err(|e| ArchiveError::io("stat", path, e))?;
