@@ -73,8 +73,7 @@ pub fn decode_blob(key: &Key, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u
             if framed.is_some_and(|n| n != raw) || raw > MAX_BLOB_PLAINTEXT {
                 return Err(RepoError::corrupt(what(), "plaintext length differs from the index"));
             }
-            zstd::bulk::decompress(&plain, raw as usize)
-                .map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?
+            decompress(&plain, raw as usize).map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?
         }
     };
     if data.len() != loc.blob.raw_length as usize {
@@ -84,6 +83,24 @@ pub fn decode_blob(key: &Key, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u
         return Err(RepoError::corrupt(what(), "content hash mismatch"));
     }
     Ok(data)
+}
+
+thread_local! {
+    /// Creating a zstd context costs more than decompressing a small tree,
+    /// and a tree walk decodes thousands of them: one per thread.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn decompress(frame: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        let d = match &mut *d {
+            Some(d) => d,
+            none => none.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress(frame, capacity)
+    })
 }
 
 /// Opens, decompresses and verifies sealed blobs in place, with a reusable
