@@ -10,6 +10,22 @@ use crate::pack::PackWriter;
 pub struct BlobEncoder {
     compressor: zstd::bulk::Compressor<'static>,
     scratch: Vec<u8>,
+    sample: Vec<u8>,
+}
+
+/// Blobs at least this big are tried on samples before being compressed
+/// whole: compressing incompressible data (media, archives, encrypted
+/// files: half of a typical home directory) costs as much as compressing
+/// text, for nothing.
+const TRIAL_MIN: usize = 256 << 10;
+/// Bytes taken from the start, the middle and the end of a blob for the
+/// trial.
+const SAMPLE: usize = 16 << 10;
+
+/// Whether `compressed` bytes for `raw` bytes of input save enough to be
+/// worth a decompression pass on restore (1/32).
+fn pays(compressed: usize, raw: usize) -> bool {
+    compressed + raw / 32 < raw
 }
 
 impl BlobEncoder {
@@ -17,28 +33,49 @@ impl BlobEncoder {
     pub fn new(level: i32) -> Result<BlobEncoder, RepoError> {
         let compressor = zstd::bulk::Compressor::new(level)
             .map_err(|e| RepoError::InvalidOption(format!("zstd level {level}: {e}")))?;
-        Ok(BlobEncoder { compressor, scratch: Vec::new() })
+        Ok(BlobEncoder { compressor, scratch: Vec::new(), sample: Vec::new() })
     }
 
     /// Compresses (when that saves at least 1/32 of the size: incompressible
     /// data is stored raw and restores without a decompression pass) and
     /// seals `data` into `out`, which is cleared first. Returns how the
-    /// plaintext was encoded.
+    /// plaintext was encoded. A large blob whose start, middle and end all
+    /// fail to compress is stored raw without compressing the rest.
     pub fn seal_blob(&mut self, key: &Key, data: &[u8], out: &mut Vec<u8>) -> Compression {
         out.clear();
-        let bound = zstd::zstd_safe::compress_bound(data.len());
-        self.scratch.clear();
-        self.scratch.reserve(bound);
-        let pays = match self.compressor.compress_to_buffer(data, &mut self.scratch) {
-            Ok(n) => n + data.len() / 32 < data.len(),
-            Err(_) => false,
+        let compressed = self.samples_compress(data) && {
+            self.scratch.clear();
+            self.scratch.reserve(zstd::zstd_safe::compress_bound(data.len()));
+            match self.compressor.compress_to_buffer(data, &mut self.scratch) {
+                Ok(n) => pays(n, data.len()),
+                Err(_) => false,
+            }
         };
-        if pays {
+        if compressed {
             key.seal_append(&self.scratch, out);
             Compression::Zstd
         } else {
             key.seal_append(data, out);
             Compression::None
+        }
+    }
+
+    /// False when `data` is large and three samples of it do not compress.
+    fn samples_compress(&mut self, data: &[u8]) -> bool {
+        if data.len() < TRIAL_MIN {
+            return true;
+        }
+        let mid = data.len() / 2 - SAMPLE / 2;
+        self.sample.clear();
+        for from in [0, mid, data.len() - SAMPLE] {
+            self.sample.extend_from_slice(&data[from..from + SAMPLE]);
+        }
+        self.scratch.clear();
+        self.scratch.reserve(zstd::zstd_safe::compress_bound(self.sample.len()));
+        match self.compressor.compress_to_buffer(&self.sample, &mut self.scratch) {
+            Ok(n) => pays(n, self.sample.len()),
+            // Let the whole blob decide.
+            Err(_) => true,
         }
     }
 
@@ -153,5 +190,65 @@ impl BlobDecoder {
             return Err(RepoError::corrupt(what(), "content hash mismatch"));
         }
         Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arch_index::{BlobType, PackedBlob};
+
+    /// Seals `data`, then opens it again as a reader would.
+    fn round_trip(data: &[u8]) -> Compression {
+        let key = Key::generate();
+        let mut enc = BlobEncoder::new(3).expect("encoder");
+        let mut sealed = Vec::new();
+        let compression = enc.seal_blob(&key, data, &mut sealed);
+        let blob = PackedBlob {
+            id: Id::hash(data),
+            blob_type: BlobType::Data,
+            offset: 0,
+            length: sealed.len() as u32,
+            raw_length: data.len() as u32,
+            compression,
+        };
+        let loc = BlobLocation { pack: Id::hash(b"pack"), blob };
+        assert_eq!(decode_blob(&key, &loc, &sealed).expect("decodes"), data);
+        compression
+    }
+
+    fn random(n: usize, seed: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n + 32);
+        let mut h = blake3::Hasher::new();
+        h.update(&seed.to_le_bytes());
+        let mut r = h.finalize_xof();
+        out.resize(n, 0);
+        r.fill(&mut out);
+        out
+    }
+
+    fn text(n: usize) -> Vec<u8> {
+        (0..)
+            .flat_map(|i: u32| format!("{i} GET /index.html 200 {}\n", i % 97).into_bytes())
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_blobs_are_stored_raw_large_or_small() {
+        assert_eq!(round_trip(&random(2 << 20, 1)), Compression::None);
+        assert_eq!(round_trip(&random(100 << 10, 2)), Compression::None);
+    }
+
+    #[test]
+    fn a_blob_compressible_where_it_is_sampled_is_compressed() {
+        assert_eq!(round_trip(&text(2 << 20)), Compression::Zstd);
+        // Incompressible start, text after: the middle and end samples
+        // find it.
+        let mut mixed = random(300 << 10, 3);
+        mixed.extend(text(1 << 20));
+        assert_eq!(round_trip(&mixed), Compression::Zstd);
+        // Small blobs are never judged by samples.
+        assert_eq!(round_trip(&text(64 << 10)), Compression::Zstd);
     }
 }
