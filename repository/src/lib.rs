@@ -38,6 +38,7 @@ mod chunker;
 mod chunker_proptests;
 mod config;
 mod crypto;
+mod direct_read;
 mod error;
 mod fault_backend;
 mod filter;

@@ -1,5 +1,5 @@
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -165,10 +165,11 @@ impl Backend for LocalBackend {
         length: u64,
     ) -> Result<Vec<u8>, BackendError> {
         let path = self.path_of(kind, name);
-        let mut f = File::open(&path).map_err(|e| self.io(kind, name, "open", &path, e))?;
-        f.seek(SeekFrom::Start(offset)).map_err(|e| self.io(kind, name, "seek", &path, e))?;
-        let mut buf = Vec::with_capacity(length as usize);
-        f.take(length).read_to_end(&mut buf).map_err(|e| self.io(kind, name, "read", &path, e))?;
+        let f = File::open(&path).map_err(|e| self.io(kind, name, "open", &path, e))?;
+        let length_usize = usize::try_from(length)
+            .map_err(|_| self.io(kind, name, "read", &path, io::ErrorKind::OutOfMemory.into()))?;
+        let buf = crate::direct_read::read_at(&f, offset, length_usize)
+            .map_err(|e| self.io(kind, name, "read", &path, e))?;
         exact_range(buf, kind, name, offset, length)
     }
 
