@@ -93,7 +93,7 @@ for i in "${!roots[@]}"; do
         tar -C "${roots[$i]}" --verbatim-files-from -T "$list" -cf - 2>/dev/null \
             | tar -C "$TMP/src/${labels[$i]}" -xf -
     fi
-    got=$(find "$TMP/src/${labels[$i]}" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }')
+    got=$(find "$TMP/src/${labels[$i]}" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')
     remaining=$(( remaining - got ))
     if (( remaining < 0 )); then remaining=0; fi
     log "  ${labels[$i]}: $((got / MiB)) MiB, $(wc -l < "$list") files from ${roots[$i]}"
@@ -180,7 +180,7 @@ rm -f "$TMP/.blockA" "$TMP/.blockB"
 
 # ---------------------------------------------------------------- done
 mv "$TMP" "$DEST"
-bytes=$(find "$DEST" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }')
+bytes=$(find "$DEST" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')
 files=$(find "$DEST" -type f | wc -l)
 {
     echo "corpus_version=$CORPUS_VERSION"
