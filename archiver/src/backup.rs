@@ -199,7 +199,6 @@ impl<'a> Backup<'a> {
             with_atime: self.opts.with_atime,
             read_mode: self.opts.read_mode,
             chunk_bufs: crate::pool::BufPool::new(32),
-            pack_bufs: crate::pool::BufPool::new(8),
             #[cfg(test)]
             fault: self.fault,
             #[cfg(test)]
@@ -273,7 +272,8 @@ fn run_pools(ctx: &Ctx<'_>, input: Input<'_>, opts: &BackupOptions) {
     let (blob_tx, blob_rx) = bounded::<BlobJob>(blob_workers * 2);
     let (tree_tx, tree_rx) = unbounded::<Arc<DirState>>();
     // A rendezvous: a finished pack waits in its saver until an uploader
-    // takes it, so at most (savers + uploaders) packs are in memory.
+    // takes it, so at most (savers + uploaders) finished packs exist. Each
+    // is a staging file, not memory.
     let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
     let scope = ctx.scope;
     let pack_size = ctx.repo.config().pack_size as usize;

@@ -71,6 +71,8 @@ mod select;
 #[cfg(test)]
 mod select_tests;
 mod sparse;
+#[cfg(test)]
+mod staging_tests;
 mod stats;
 mod stream;
 #[cfg(test)]
