@@ -45,6 +45,7 @@ mod browse_diff;
 mod browse_dump;
 mod browse_find;
 mod browse_stats;
+mod budget;
 mod context;
 mod copy;
 mod dir_state;

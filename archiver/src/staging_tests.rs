@@ -74,6 +74,37 @@ fn a_backup_through_a_backend_that_stores_from_memory_round_trips() {
 }
 
 #[test]
+fn chunk_data_in_flight_is_bounded_by_the_byte_budget_not_the_input() {
+    let _serial = SERIAL.lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // 48 MiB of new data, far more than the budget, in files large enough
+    // that the FileSavers stream chunks while one BlobSaver seals them.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for f in 0..6 {
+        let data: Vec<u8> = (0..8 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(src.join(format!("f{f}")), data).unwrap();
+    }
+    let repo = init(Arc::new(LocalBackend::new(tmp.path().join("repo"))));
+    let seen = Arc::new(parking_lot::Mutex::new((0, 0)));
+    let opts = BackupOptions::default().blob_workers(1).file_workers(2);
+    let done = Backup::new(&repo, [&src]).options(opts).report_budget(Arc::clone(&seen)).run().unwrap();
+    let (capacity, peak) = *seen.lock();
+    let added = done.snapshot.summary.unwrap().bytes_added_raw as usize;
+    assert!(added >= 48 << 20, "{added}");
+    assert!(capacity * 16 < added, "the budget ({capacity}) is small next to the input ({added})");
+    assert!(peak > 0 && peak <= capacity, "peak {peak} of {capacity}");
+}
+
+#[test]
 fn a_dry_run_writes_no_pack_and_no_staging_file() {
     let _serial = SERIAL.lock();
     let tmp = tempfile::tempdir().unwrap();
