@@ -84,6 +84,9 @@ fn print_report(r: &PruneReport, dry_run: bool, grace: Duration) {
         r.packs_written
     );
     println!("{} packs {}deleted, {} freed", r.packs_deleted, would, human(r.bytes_deleted));
+    if r.temp_files_removed > 0 {
+        println!("{} temporary files of interrupted writes removed", r.temp_files_removed);
+    }
     if r.packs_waiting + r.packs_revived > 0 {
         println!("{} marked packs still in their grace period, {} revived", r.packs_waiting, r.packs_revived);
     }

@@ -113,12 +113,21 @@ fn command_name(c: &cli::Command) -> String {
 /// one pool's thread and freed in another's leave each arena holding its
 /// own high-water mark: measured on a 635 MB first backup, one arena cuts
 /// peak RSS from 140 MB to 103 MB and is no slower (the hot path recycles
-/// its buffers and hardly allocates). Must run before any thread starts.
+/// its buffers and hardly allocates).
+///
+/// A fixed mmap threshold: glibc raises it to the size of each large block
+/// freed (up to 32 MiB), after which chunk-sized buffers come from the heap
+/// and their freed space stays resident in fragments. Fixed at 128 KiB,
+/// every buffer that large is its own mapping, returned to the system when
+/// freed: measured on the 1 GiB first backup, peak RSS 82 MB -> 72 MB (the
+/// key-derivation floor) with no measurable CPU cost (the hot buffers are
+/// recycled, so few mappings are made). Must run before any thread starts.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // SAFETY: mallopt only sets allocator parameters; called before any
     // other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
     }
 }

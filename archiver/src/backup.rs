@@ -76,6 +76,9 @@ pub struct Backup<'a> {
     fault: Option<crate::fault::Fault>,
     #[cfg(test)]
     on_open: Option<crate::fault::OpenHook>,
+    /// Test builds: receives the chunk budget's capacity and peak.
+    #[cfg(test)]
+    budget_seen: Option<Arc<Mutex<(usize, usize)>>>,
 }
 
 impl<'a> Backup<'a> {
@@ -94,6 +97,8 @@ impl<'a> Backup<'a> {
             fault: None,
             #[cfg(test)]
             on_open: None,
+            #[cfg(test)]
+            budget_seen: None,
         }
     }
 
@@ -132,6 +137,13 @@ impl<'a> Backup<'a> {
     #[cfg(test)]
     pub(crate) fn inject_fault(mut self, stage: crate::fault::Stage, after: usize) -> Self {
         self.fault = Some(crate::fault::Fault { stage, after, seen: Default::default() });
+        self
+    }
+
+    /// Reports the chunk budget's capacity and peak use after the run.
+    #[cfg(test)]
+    pub(crate) fn report_budget(mut self, to: Arc<Mutex<(usize, usize)>>) -> Self {
+        self.budget_seen = Some(to);
         self
     }
 
@@ -183,6 +195,7 @@ impl<'a> Backup<'a> {
             None => latest_with(self.repo, &hostname, &path_strings)?,
         };
         let scope = Scope::new(&self.cancel);
+        let (_, blob_workers, _) = self.opts.resolved(self.repo.backend().connections());
         let ctx = Ctx {
             repo: self.repo,
             pending: self.repo.index().session(),
@@ -198,8 +211,8 @@ impl<'a> Backup<'a> {
             dry_run: self.opts.dry_run,
             with_atime: self.opts.with_atime,
             read_mode: self.opts.read_mode,
-            chunk_bufs: crate::pool::BufPool::new(32),
-            pack_bufs: crate::pool::BufPool::new(8),
+            chunk_bufs: crate::pool::BufPool::new(2 * blob_workers + 2),
+            chunk_budget: crate::budget::ByteBudget::new(chunk_budget(self.repo, blob_workers)),
             #[cfg(test)]
             fault: self.fault,
             #[cfg(test)]
@@ -211,6 +224,10 @@ impl<'a> Backup<'a> {
             (None, None) => Input::Paths(&paths, selector),
         };
         run_pools(&ctx, input, &self.opts);
+        #[cfg(test)]
+        if let Some(seen) = &self.budget_seen {
+            *seen.lock() = (ctx.chunk_budget.capacity(), ctx.chunk_budget.peak());
+        }
 
         // Index whatever was stored, even after an error or a cancel: the
         // packs exist, and indexing them lets the next run reuse them.
@@ -250,6 +267,16 @@ impl<'a> Backup<'a> {
     }
 }
 
+/// Bytes of new chunk data that may wait for or be in the BlobSaver: two
+/// average chunks per BlobSaver worker queued and two being sealed keep
+/// every worker busy while the FileSavers read on (measured: more does
+/// not go faster), and at least one maximal chunk, which then travels
+/// alone.
+fn chunk_budget(repo: &Repository, blob_workers: usize) -> usize {
+    let c = &repo.config().chunker;
+    (4 * blob_workers * c.avg_size as usize).max(c.max_size as usize)
+}
+
 /// What the scanner walks.
 enum Input<'p> {
     Paths(&'p [PathBuf], Selector),
@@ -270,10 +297,13 @@ fn latest_with(
 fn run_pools(ctx: &Ctx<'_>, input: Input<'_>, opts: &BackupOptions) {
     let (file_workers, blob_workers, upload_workers) = opts.resolved(ctx.repo.backend().connections());
     let (file_tx, file_rx) = bounded::<FileJob>(file_workers * 8);
-    let (blob_tx, blob_rx) = bounded::<BlobJob>(blob_workers * 2);
+    // The byte budget bounds what this queue holds; the count only keeps
+    // a flood of tiny chunks (small files) from queueing without end.
+    let (blob_tx, blob_rx) = bounded::<BlobJob<'_>>(blob_workers * 16);
     let (tree_tx, tree_rx) = unbounded::<Arc<DirState>>();
     // A rendezvous: a finished pack waits in its saver until an uploader
-    // takes it, so at most (savers + uploaders) packs are in memory.
+    // takes it, so at most (savers + uploaders) finished packs exist. Each
+    // is a staging file, not memory.
     let (pack_tx, pack_rx) = bounded::<FinishedPack>(0);
     let scope = ctx.scope;
     let pack_size = ctx.repo.config().pack_size as usize;

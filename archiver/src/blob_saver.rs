@@ -12,7 +12,7 @@ use crate::packer::SharedPacker;
 
 pub(crate) fn run(
     ctx: &Ctx<'_>,
-    jobs: &Receiver<BlobJob>,
+    jobs: &Receiver<BlobJob<'_>>,
     packer: &SharedPacker,
     packs: &Sender<FinishedPack>,
 ) -> Result<(), ArchiveError> {
@@ -24,7 +24,7 @@ pub(crate) fn run(
 
 fn save_blobs(
     ctx: &Ctx<'_>,
-    jobs: &Receiver<BlobJob>,
+    jobs: &Receiver<BlobJob<'_>>,
     packer: &SharedPacker,
     packs: &Sender<FinishedPack>,
 ) -> Result<(), ArchiveError> {

@@ -46,8 +46,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) read_mode: crate::read_mode::ReadMode,
     /// Buffers of new chunks, FileSaver -> BlobSaver -> back.
     pub(crate) chunk_bufs: crate::pool::BufPool,
-    /// Pack buffers, BlobSaver/TreeSaver -> uploader -> back.
-    pub(crate) pack_bufs: crate::pool::BufPool,
+    /// Bytes of chunk buffers between FileSaver and BlobSaver (queued or
+    /// being sealed), charged by capacity: what bounds chunk memory.
+    pub(crate) chunk_budget: crate::budget::ByteBudget,
     #[cfg(test)]
     pub(crate) fault: Option<crate::fault::Fault>,
     /// Test builds: runs after a source file is opened, before it is read.

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use arch_index::{BlobType, Id};
-use arch_repository::{BlobEncoder, FinishedPack, PackWriter, Repository, Snapshot};
+use arch_repository::{BlobEncoder, FinishedPack, Repository, Snapshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ArchiveError;
@@ -52,8 +52,8 @@ pub fn copy_snapshots(
     let session = dst.index().session();
     let mut encoder = BlobEncoder::new(dst.config().compression_level)?;
     let pack_size = dst.config().pack_size as usize;
-    let mut data_pack = PackWriter::new(BlobType::Data, pack_size + (1 << 20));
-    let mut tree_pack = PackWriter::new(BlobType::Tree, pack_size.min(4 << 20) + (1 << 20));
+    let mut data_pack = dst.pack_writer(BlobType::Data)?;
+    let mut tree_pack = dst.pack_writer(BlobType::Tree)?;
     let mut pending: Vec<(Id, Snapshot)> = Vec::new();
     let mut seen_trees: HashSet<Id> = HashSet::new();
     for (id, snap) in snapshots {
@@ -76,11 +76,10 @@ pub fn copy_snapshots(
                         let data = src.read_blob(BlobType::Data, blob)?;
                         report.blobs_copied += 1;
                         report.bytes_copied += data.len() as u64;
-                        encoder.encode_into(dst.key(), *blob, &data, &mut data_pack);
+                        encoder.encode_into(dst.key(), *blob, &data, &mut data_pack)?;
                         if data_pack.len() >= pack_size {
-                            let full =
-                                std::mem::replace(&mut data_pack, PackWriter::new(BlobType::Data, pack_size));
-                            save(dst, full.finish(dst.key()))?;
+                            let full = std::mem::replace(&mut data_pack, dst.pack_writer(BlobType::Data)?);
+                            save(dst, full.finish(dst.key())?)?;
                         }
                     }
                 }
@@ -90,10 +89,10 @@ pub fn copy_snapshots(
                 let bytes = src.read_blob(BlobType::Tree, &tree_id)?;
                 report.blobs_copied += 1;
                 report.bytes_copied += bytes.len() as u64;
-                encoder.encode_into(dst.key(), tree_id, &bytes, &mut tree_pack);
+                encoder.encode_into(dst.key(), tree_id, &bytes, &mut tree_pack)?;
                 if tree_pack.len() >= pack_size.min(4 << 20) {
-                    let full = std::mem::replace(&mut tree_pack, PackWriter::new(BlobType::Tree, pack_size));
-                    save(dst, full.finish(dst.key()))?;
+                    let full = std::mem::replace(&mut tree_pack, dst.pack_writer(BlobType::Tree)?);
+                    save(dst, full.finish(dst.key())?)?;
                 }
             }
         }
@@ -101,7 +100,7 @@ pub fn copy_snapshots(
     }
     for w in [data_pack, tree_pack] {
         if !w.is_empty() {
-            save(dst, w.finish(dst.key()))?;
+            save(dst, w.finish(dst.key())?)?;
         }
     }
     dst.flush_index()?;
@@ -114,5 +113,5 @@ pub fn copy_snapshots(
 }
 
 fn save(dst: &Repository, pack: FinishedPack) -> Result<(), ArchiveError> {
-    Ok(dst.save_pack(&pack)?)
+    Ok(dst.save_pack(pack)?)
 }

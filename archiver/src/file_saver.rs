@@ -17,6 +17,7 @@ use arch_index::{BlobId, BlobType, Id};
 use arch_repository::{Chunker, Node};
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::budget::Permit;
 use crate::context::Ctx;
 use crate::dir_state::DirState;
 use crate::error::ArchiveError;
@@ -26,10 +27,17 @@ use crate::scanner::FileJob;
 use crate::sparse::SparseReader;
 use crate::stats::add;
 
-/// A new blob for the BlobSaver.
-pub(crate) struct BlobJob {
+/// The read window of a FileSaver's buffer: a few average chunks, so the
+/// tail held back for the next read is small next to what each read
+/// consumes (the window widens for a longer chunk).
+const READ_BLOCK: usize = 4 << 20;
+
+/// A new blob for the BlobSaver, with the budget its buffer holds (given
+/// back when the job is dropped, processed or not).
+pub(crate) struct BlobJob<'a> {
     pub(crate) id: BlobId,
     pub(crate) data: Vec<u8>,
+    pub(crate) _held: Permit<'a>,
 }
 
 /// Why saving one file stopped.
@@ -40,17 +48,19 @@ enum FileFailure {
     Run(ArchiveError),
 }
 
-pub(crate) fn run(
-    ctx: &Ctx<'_>,
+pub(crate) fn run<'c>(
+    ctx: &'c Ctx<'_>,
     files: &Receiver<FileJob>,
-    blobs: &Sender<BlobJob>,
+    blobs: &Sender<BlobJob<'c>>,
     trees: &Sender<Arc<DirState>>,
 ) -> Result<(), ArchiveError> {
     let chunker = ctx.repo.chunker();
-    // One read buffer per worker, reused for every file. One maximal chunk
-    // plus 1 MiB: the first chunk of a full block always ends before the
-    // block does, so every cut makes progress, and the held-back tail that
-    // moves to the front is small next to what is consumed.
+    // One read buffer per worker, reused for every file. Room for one
+    // maximal chunk plus 1 MiB: the first chunk of a full buffer always
+    // ends before the buffer does, so every cut makes progress. Reads use
+    // only a READ_BLOCK window of it unless a chunk is longer, and pages
+    // never written are never resident, so the buffer costs what the
+    // longest chunk seen needs, not the maximal chunk size.
     let mut buf = Vec::with_capacity(chunker.max_size() + (1 << 20));
     let mut cuts = Vec::new();
     while let Some(job) = ctx.scope.recv(files) {
@@ -125,18 +135,19 @@ fn open_file(ctx: &Ctx<'_>, path: &Path) -> Result<Opened, FileFailure> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn save_file(
-    ctx: &Ctx<'_>,
+fn save_file<'c>(
+    ctx: &'c Ctx<'_>,
     path: &Path,
     mut node: Node,
     opened: Opened,
     chunker: &Chunker,
     buf: &mut Vec<u8>,
     cuts: &mut Vec<usize>,
-    blobs: &Sender<BlobJob>,
+    blobs: &Sender<BlobJob<'c>>,
 ) -> Result<Node, FileFailure> {
     let Opened { source: mut file, keep_cached } = opened;
-    let block = buf.capacity();
+    let cap = buf.capacity();
+    let mut block = READ_BLOCK.min(cap);
     let mut content: Vec<Id> = Vec::with_capacity((node.size >> 20) as usize + 1);
     let mut total = 0u64;
     let mut eof = false;
@@ -149,8 +160,8 @@ fn save_file(
                 return Err(FileFailure::Run(ArchiveError::Cancelled));
             }
             let rest = &bytes[total as usize..];
-            let at_eof = rest.len() <= block;
-            let window = &rest[..rest.len().min(block)];
+            let at_eof = rest.len() <= cap;
+            let window = &rest[..rest.len().min(cap)];
             chunker.cut(window, at_eof, cuts);
             let off = save_chunks(ctx, window, cuts, &mut content, blobs)?;
             total += off as u64;
@@ -162,8 +173,9 @@ fn save_file(
         if eof && buf.is_empty() {
             break;
         }
-        // Fill the block (or reach EOF). The block is larger than the
-        // largest chunk, so every cut makes progress.
+        // Fill the block (or reach EOF). A block without a final cut is
+        // widened below, up to the capacity, which exceeds the largest
+        // chunk, so every pass makes progress.
         while !eof && buf.len() < block {
             if ctx.scope.is_cancelled() {
                 return Err(FileFailure::Run(ArchiveError::Cancelled));
@@ -184,6 +196,12 @@ fn save_file(
             break;
         }
         chunker.cut(buf, eof, cuts);
+        if cuts.is_empty() && !eof && block < cap {
+            // A chunk longer than the window: widen it and read on. Cuts
+            // before a window's end are final whatever its size.
+            block = (block * 2).min(cap);
+            continue;
+        }
         let off = save_chunks(ctx, buf, cuts, &mut content, blobs)?;
         total += off as u64;
         buf.drain(..off);
@@ -214,12 +232,12 @@ fn save_file(
 
 /// Hashes the chunks `cuts` of `buf` and hands the new ones to the
 /// BlobSaver; returns the bytes consumed.
-fn save_chunks(
-    ctx: &Ctx<'_>,
+fn save_chunks<'c>(
+    ctx: &'c Ctx<'_>,
     buf: &[u8],
     cuts: &[usize],
     content: &mut Vec<Id>,
-    blobs: &Sender<BlobJob>,
+    blobs: &Sender<BlobJob<'c>>,
 ) -> Result<usize, FileFailure> {
     let mut off = 0;
     for &len in cuts {
@@ -231,8 +249,9 @@ fn save_chunks(
         // the buffer itself is reused for the whole run.
         if ctx.pending.add_pending(BlobType::Data, id) {
             let mut data = ctx.chunk_bufs.get(len);
+            let held = ctx.chunk_budget.acquire(ctx.scope, data.capacity()).map_err(FileFailure::Run)?;
             data.extend_from_slice(chunk);
-            ctx.scope.send(blobs, BlobJob { id, data }).map_err(FileFailure::Run)?;
+            ctx.scope.send(blobs, BlobJob { id, data, _held: held }).map_err(FileFailure::Run)?;
         }
     }
     add(&ctx.stats.bytes_read, off as u64);

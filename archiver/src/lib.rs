@@ -45,6 +45,7 @@ mod browse_diff;
 mod browse_dump;
 mod browse_find;
 mod browse_stats;
+mod budget;
 mod context;
 mod copy;
 mod dir_state;
@@ -71,6 +72,8 @@ mod select;
 #[cfg(test)]
 mod select_tests;
 mod sparse;
+#[cfg(test)]
+mod staging_tests;
 mod stats;
 mod stream;
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The open pack of one blob type, shared by all workers of that type.
 //!
-//! One shared pack instead of one per worker bounds pack memory to the open
-//! pack plus the packs being uploaded, and leaves one partial pack per
-//! backup instead of one per worker. Workers compress and seal outside the
-//! lock; under it they only copy the sealed bytes in.
+//! One shared pack instead of one per worker leaves one partial pack per
+//! backup instead of one per worker. The pack streams to a staging file of
+//! the backend as blobs are added, so an open or finished pack costs a file
+//! descriptor, not memory. Workers compress and seal outside the lock; under
+//! it they only append the sealed bytes (and hash them: the pack's name is
+//! the hash of its bytes in order).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -59,10 +61,11 @@ impl SharedPacker {
     ) -> Result<(), ArchiveError> {
         let full = {
             let mut open = self.open.lock();
-            let w = open.get_or_insert_with(|| {
-                PackWriter::with_buffer(self.t, ctx.pack_bufs.get(self.target + (1 << 20)))
-            });
-            w.add_sealed(id, sealed, raw_length, compression);
+            let w = match &mut *open {
+                Some(w) => w,
+                None => open.insert(self.new_pack(ctx)?),
+            };
+            w.add_sealed(id, sealed, raw_length, compression)?;
             if w.len() >= self.target {
                 open.take()
             } else {
@@ -70,10 +73,20 @@ impl SharedPacker {
             }
         };
         match full {
-            // Finishing hashes the whole pack: done outside the lock.
-            Some(w) => ctx.scope.send(packs, w.finish(ctx.repo.key())),
+            // Finishing seals and writes the header: done outside the lock.
+            Some(w) => ctx.scope.send(packs, w.finish(ctx.repo.key())?),
             None => Ok(()),
         }
+    }
+
+    /// A pack writer streaming to a staging file, or, in a dry run, one
+    /// that only counts and hashes (a dry run stores nothing, not even a
+    /// temporary file in the repository).
+    fn new_pack(&self, ctx: &Ctx<'_>) -> Result<PackWriter, ArchiveError> {
+        if ctx.dry_run {
+            return Ok(PackWriter::counting(self.t));
+        }
+        Ok(ctx.repo.pack_writer(self.t)?)
     }
 
     /// Called once by each worker when it stops adding. The last one sends
@@ -84,7 +97,7 @@ impl SharedPacker {
             return Ok(());
         }
         match self.open.lock().take() {
-            Some(w) if !w.is_empty() => ctx.scope.send(packs, w.finish(ctx.repo.key())),
+            Some(w) if !w.is_empty() => ctx.scope.send(packs, w.finish(ctx.repo.key())?),
             _ => Ok(()),
         }
     }

@@ -15,7 +15,7 @@ use crate::{ArchiveError, Backup, Restore};
 
 use crate::test_support::SERIAL;
 
-fn init(backend: Arc<dyn Backend>) -> Repository {
+pub(crate) fn init(backend: Arc<dyn Backend>) -> Repository {
     let opts = InitOptions::default()
         .kdf(KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 })
         .chunk_sizes(64 << 10, 128 << 10, 256 << 10)
@@ -25,7 +25,7 @@ fn init(backend: Arc<dyn Backend>) -> Repository {
 
 /// 8 directories of 5 pseudo-random 512 KiB files: about 160 blobs,
 /// 80 packs and 9 trees, so every pool sees several items.
-fn make_source(root: &Path) -> PathBuf {
+pub(crate) fn make_source(root: &Path) -> PathBuf {
     let src = root.join("src");
     let mut x = 0x2545_f491_4f6c_dd1du64;
     for d in 0..8 {
@@ -118,13 +118,15 @@ fn an_error_in_any_pool_cancels_the_whole_backup() {
     }
 }
 
-/// A backend that fails `create` of one kind after `ok` successes.
+/// A backend that fails `create` of one kind after `ok` successes. It
+/// implements only the required methods, like a remote backend would:
+/// packs reach it through the default `create_from_file`, from memory.
 #[derive(Debug)]
-struct FailingBackend {
-    inner: LocalBackend,
-    kind: FileKind,
-    ok: usize,
-    calls: AtomicUsize,
+pub(crate) struct FailingBackend {
+    pub(crate) inner: LocalBackend,
+    pub(crate) kind: FileKind,
+    pub(crate) ok: usize,
+    pub(crate) calls: AtomicUsize,
 }
 
 impl Backend for FailingBackend {

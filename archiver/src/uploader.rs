@@ -12,11 +12,11 @@ use crate::stats::add;
 pub(crate) fn run(ctx: &Ctx<'_>, packs: &Receiver<FinishedPack>) -> Result<(), ArchiveError> {
     while let Some(pack) = ctx.scope.recv(packs) {
         ctx.inject(Stage::Uploader)?;
+        let len = pack.len();
         if !ctx.dry_run {
-            ctx.repo.save_pack(&pack)?;
+            ctx.repo.save_pack(pack)?;
         }
-        add(&ctx.stats.bytes_added_stored, pack.data.len() as u64);
-        ctx.pack_bufs.put(pack.data);
+        add(&ctx.stats.bytes_added_stored, len);
     }
     Ok(())
 }

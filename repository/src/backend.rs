@@ -1,6 +1,8 @@
 use std::fmt;
+use std::time::Duration;
 
 use crate::error::BackendError;
+use crate::staging::StagingFile;
 
 /// The kinds of objects a repository stores. Each maps to a folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,6 +93,44 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn create_layout(&self) -> Result<(), BackendError>;
     /// Stores a whole object; see the trait docs for the guarantees.
     fn create(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
+    /// A new, empty [`StagingFile`] to write an object of `kind` into
+    /// before its name is known, for [`Backend::create_from_file`].
+    ///
+    /// The default is an unnamed file in the system temp folder, which a
+    /// crash cannot leave behind. Backends that can move a file into place
+    /// (local) stage inside the repository instead, under a temporary name
+    /// that `list` ignores.
+    fn staging_file(&self, _kind: FileKind) -> Result<StagingFile, BackendError> {
+        StagingFile::anonymous()
+    }
+    /// Stores the whole content of `staged` as an object, with the same
+    /// guarantees as [`Backend::create`] (whole, durable, never replacing
+    /// an existing object with other bytes).
+    ///
+    /// The default reads the file into memory and calls `create`, so
+    /// remote backends work unchanged (at the cost of holding the object in
+    /// memory while it uploads). The local backend overrides it to move its
+    /// own staging file into place without reading it. Wrappers must
+    /// forward it. On return the caller drops `staged`, which removes a
+    /// staging file that was not moved.
+    fn create_from_file(
+        &self,
+        kind: FileKind,
+        name: &str,
+        staged: &mut StagingFile,
+    ) -> Result<(), BackendError> {
+        let data = staged.read_all()?;
+        self.create(kind, name, &data)
+    }
+    /// Removes temporary files that a crashed writer left (a staging file
+    /// of a killed backup, a half-written object) and that were last
+    /// written more than `older_than` ago; returns how many. Only for
+    /// callers that hold the repository exclusively (prune): a temporary
+    /// file of a running writer would otherwise go. Backends whose writes
+    /// leave nothing behind keep the default, which removes nothing.
+    fn remove_stale_temp_files(&self, _older_than: Duration) -> Result<u64, BackendError> {
+        Ok(0)
+    }
     /// Reads a whole object.
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError>;
     /// Reads `length` bytes at `offset`.

@@ -80,12 +80,19 @@ impl BlobEncoder {
     }
 
     /// Seals blob `id` with plaintext `data` straight into `pack`; returns
-    /// the stored length.
-    pub fn encode_into(&mut self, key: &Key, id: BlobId, data: &[u8], pack: &mut PackWriter) -> usize {
+    /// the stored length. Fails only if the pack's staging file cannot be
+    /// written.
+    pub fn encode_into(
+        &mut self,
+        key: &Key,
+        id: BlobId,
+        data: &[u8],
+        pack: &mut PackWriter,
+    ) -> Result<usize, RepoError> {
         let mut sealed = Vec::new();
         let c = self.seal_blob(key, data, &mut sealed);
-        pack.add_sealed(id, &sealed, data.len() as u32, c);
-        sealed.len()
+        pack.add_sealed(id, &sealed, data.len() as u32, c)?;
+        Ok(sealed.len())
     }
 }
 

@@ -12,6 +12,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::backend::{Backend, FileInfo, FileKind};
 use crate::error::BackendError;
+use crate::staging::StagingFile;
 
 /// The tag that tells backup tools (arch, restic, borg, tar
 /// --exclude-caches) that a folder holds only a cache.
@@ -281,6 +282,41 @@ impl Backend for CachedBackend {
             _ => {}
         }
         Ok(())
+    }
+
+    fn staging_file(&self, kind: FileKind) -> Result<StagingFile, BackendError> {
+        self.inner.staging_file(kind)
+    }
+
+    fn create_from_file(
+        &self,
+        kind: FileKind,
+        name: &str,
+        staged: &mut StagingFile,
+    ) -> Result<(), BackendError> {
+        self.inner.create_from_file(kind, name, staged)?;
+        // The staging file is still open (even if it was moved into place):
+        // read the cached kinds back from it, never from the backend.
+        let cached = match kind {
+            FileKind::Config | FileKind::Index | FileKind::Snapshot => true,
+            FileKind::Pack => self.is_tree_pack(name),
+            _ => false,
+        };
+        if cached {
+            // The cache is an optimisation: a failed read-back only means
+            // the object is not cached.
+            if let Ok(data) = staged.read_all() {
+                match kind {
+                    FileKind::Config => self.learn_config(&data),
+                    _ => self.store(kind, name, &data),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_stale_temp_files(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
+        self.inner.remove_stale_temp_files(older_than)
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {

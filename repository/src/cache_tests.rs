@@ -72,8 +72,8 @@ fn setup(repo: &Path) -> (arch_index::BlobId, Vec<u8>) {
     let tree = b"a tree blob".to_vec();
     let id = Id::hash(&tree);
     let mut w = PackWriter::new(BlobType::Tree, 1024);
-    w.add(r.key(), id, &tree, tree.len() as u32, Compression::None);
-    r.save_pack(&w.finish(r.key())).unwrap();
+    w.add(r.key(), id, &tree, tree.len() as u32, Compression::None).unwrap();
+    r.save_pack(w.finish(r.key()).unwrap()).unwrap();
     r.flush_index().unwrap();
     r.save_object(FileKind::Snapshot, b"{}").unwrap();
     (id, tree)
@@ -205,8 +205,8 @@ fn writes_go_through_to_the_cache() {
     let r = Repository::init(cached, PW, &opts).unwrap();
     let tree = b"tree".to_vec();
     let mut w = PackWriter::new(BlobType::Tree, 1024);
-    w.add(r.key(), Id::hash(&tree), &tree, 4, Compression::None);
-    r.save_pack(&w.finish(r.key())).unwrap();
+    w.add(r.key(), Id::hash(&tree), &tree, 4, Compression::None).unwrap();
+    r.save_pack(w.finish(r.key()).unwrap()).unwrap();
     r.flush_index().unwrap();
     r.save_object(FileKind::Snapshot, b"{}").unwrap();
     assert_eq!(browse(&r), tree);

@@ -28,8 +28,10 @@ impl Chunker {
     /// by the end of the buffer rather than by content, so it is left out:
     /// the returned lengths sum to the bytes that are final, and the caller
     /// keeps the rest for the next buffer. With `at_eof`, they cover all of
-    /// `buf`. Unless `at_eof`, `buf` must hold at least
-    /// [`Chunker::max_size`] bytes, or no chunk may be final yet.
+    /// `buf`. A chunk that ends before the end of `buf` is final whatever
+    /// the buffer's size; unless `at_eof`, a buffer shorter than
+    /// [`Chunker::max_size`] may hold no final chunk, and the caller must
+    /// read more before cutting again.
     pub fn cut(&self, buf: &[u8], at_eof: bool, out: &mut Vec<usize>) {
         out.clear();
         let p = &self.params;
@@ -89,6 +91,29 @@ mod tests {
             }
             assert_eq!(got, whole, "window {window}");
         }
+    }
+
+    #[test]
+    fn windows_smaller_than_a_chunk_widen_and_give_the_same_chunks() {
+        // What the FileSaver does: start below the largest chunk, widen a
+        // window that yields no final cut.
+        let data = pseudo_random(300_000);
+        let c = Chunker::new(params());
+        let mut whole = Vec::new();
+        c.cut(&data, true, &mut whole);
+        let (mut pos, mut got, mut tmp, mut window) = (0usize, Vec::new(), Vec::new(), 3000usize);
+        while pos < data.len() {
+            let end = (pos + window).min(data.len());
+            c.cut(&data[pos..end], end == data.len(), &mut tmp);
+            if tmp.is_empty() {
+                window *= 2;
+                continue;
+            }
+            pos += tmp.iter().sum::<usize>();
+            got.extend_from_slice(&tmp);
+        }
+        assert_eq!(got, whole);
+        assert!(window > 3000, "no chunk was longer than the first window");
     }
 
     #[test]

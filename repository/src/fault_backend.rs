@@ -16,11 +16,12 @@ use parking_lot::Mutex;
 
 use crate::backend::{Backend, FileInfo, FileKind};
 use crate::error::BackendError;
+use crate::staging::StagingFile;
 
 /// Which backend calls a [`FaultRule`] applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultOp {
-    /// [`Backend::create`].
+    /// [`Backend::create`] and [`Backend::create_from_file`].
     Create,
     /// [`Backend::read`] and [`Backend::read_range`].
     Read,
@@ -328,6 +329,26 @@ impl Backend for FaultBackend {
         }
     }
 
+    fn staging_file(&self, kind: FileKind) -> Result<StagingFile, BackendError> {
+        self.inner.staging_file(kind)
+    }
+
+    fn create_from_file(
+        &self,
+        kind: FileKind,
+        name: &str,
+        staged: &mut StagingFile,
+    ) -> Result<(), BackendError> {
+        match self.decide(FaultOp::Create, kind) {
+            Decision::Fail { transient } => Err(self.error("create", kind, name, transient)),
+            _ => self.inner.create_from_file(kind, name, staged),
+        }
+    }
+
+    fn remove_stale_temp_files(&self, older_than: Duration) -> Result<u64, BackendError> {
+        self.inner.remove_stale_temp_files(older_than)
+    }
+
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
         self.read_with(kind, name, || self.inner.read(kind, name))
     }
@@ -354,6 +375,10 @@ impl Backend for FaultBackend {
             Decision::Fail { transient } => Err(self.error("delete", kind, name, transient)),
             _ => self.inner.delete(kind, name),
         }
+    }
+
+    fn tree_packs(&self, packs: &[String], complete: bool) {
+        self.inner.tree_packs(packs, complete);
     }
 }
 

@@ -47,6 +47,7 @@ mod http;
 mod key_file;
 mod keys;
 mod local;
+mod local_staging;
 mod lock;
 mod object;
 mod pack;
@@ -63,6 +64,7 @@ mod sftp;
 mod size;
 mod snapshot;
 mod snapshot_edit;
+mod staging;
 mod tree;
 #[cfg(test)]
 mod zeroize_tests;
@@ -86,7 +88,7 @@ pub use keys::{add_key, change_password, find_key, list_keys, remove_key};
 pub use local::LocalBackend;
 pub use lock::{list_locks, remove_locks, Lease, LockInfo, REFRESH_EVERY, STALE_AFTER};
 pub use pack::{decode_pack_header, parse_pack, FinishedPack, PackWriter};
-pub use prune::{prune, PruneOptions, PruneReport};
+pub use prune::{prune, PruneOptions, PruneReport, STALE_TEMP_AGE};
 pub use repo::{hostname, username, PrefixMatch, Repository};
 pub use retention::{
     group_snapshots, ForgetPolicy, GroupBy, GroupKey, RetentionDuration, Verdict, UNLIMITED,
@@ -96,4 +98,5 @@ pub use sftp::{SftpBackend, SftpOptions, DEFAULT_SFTP_CONNECTIONS};
 pub use size::parse_size;
 pub use snapshot::{Snapshot, SnapshotSummary};
 pub use snapshot_edit::{remove_snapshot, retag_snapshot, TagChange};
+pub use staging::StagingFile;
 pub use tree::{Node, NodeKind, Timestamp, Tree, Xattr};

@@ -5,14 +5,20 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::{exact_range, Backend, FileInfo, FileKind};
 use crate::error::BackendError;
+use crate::local_staging::{create_staging, drop_cache, move_no_replace, random_u64, remove_stale_in};
+use crate::staging::{StagingFile, TMP_PREFIX};
 
 /// A repository in a local directory.
 ///
 /// Objects are written to a temporary file in the destination folder,
 /// fsynced, renamed into place and the folder fsynced, so a crash leaves
 /// either the whole object or none (at most a `.tmp-*` file, which `list`
-/// ignores). Files are created 0600 and folders 0700: a repository holds
-/// nothing readable without a key, but there is no reason to share it.
+/// ignores and [`Backend::remove_stale_temp_files`] clears). Staging files
+/// ([`Backend::staging_file`]) live in the kind's top folder (`data/` for
+/// packs) and are moved into place without being copied and without ever
+/// replacing an object. Files are created 0600 and folders 0700: a
+/// repository holds nothing readable without a key, but there is no reason
+/// to share it.
 #[derive(Debug)]
 pub struct LocalBackend {
     root: PathBuf,
@@ -44,6 +50,16 @@ impl LocalBackend {
         match kind {
             FileKind::Config => self.root.join("config"),
             _ => self.dir_of(kind, name).join(name),
+        }
+    }
+
+    /// Where staging files of `kind` are written: the kind's top folder,
+    /// which `list` never reads file names from for packs (they live one
+    /// level down) and which holds them under a `.tmp-` name otherwise.
+    fn staging_dir(&self, kind: FileKind) -> PathBuf {
+        match kind {
+            FileKind::Config => self.root.clone(),
+            _ => self.root.join(kind.dir()),
         }
     }
 
@@ -123,13 +139,12 @@ impl Backend for LocalBackend {
             }
             return Ok(());
         }
-        let mut rnd = [0u8; 8];
-        getrandom::fill(&mut rnd).map_err(|e| BackendError::Io {
+        let rnd = random_u64().map_err(|e| BackendError::Io {
             op: "get random bytes for",
             path: path.clone(),
-            source: io::Error::other(e.to_string()),
+            source: e,
         })?;
-        let tmp = dir.join(format!(".tmp-{name}-{:016x}", u64::from_le_bytes(rnd)));
+        let tmp = dir.join(format!("{TMP_PREFIX}{name}-{rnd:016x}"));
         let write = || -> io::Result<()> {
             let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             f.write_all(data)?;
@@ -150,6 +165,99 @@ impl Backend for LocalBackend {
             path: dir,
             source: e,
         })
+    }
+
+    fn staging_file(&self, kind: FileKind) -> Result<StagingFile, BackendError> {
+        let dir = self.staging_dir(kind);
+        let created = match create_staging(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                mkdir(&dir)?;
+                create_staging(&dir)
+            }
+            r => r,
+        };
+        let (file, path) =
+            created.map_err(|e| BackendError::Io { op: "create staging file in", path: dir, source: e })?;
+        Ok(StagingFile::named(file, path))
+    }
+
+    fn create_from_file(
+        &self,
+        kind: FileKind,
+        name: &str,
+        staged: &mut StagingFile,
+    ) -> Result<(), BackendError> {
+        let ours = staged.path().filter(|p| p.parent() == Some(self.staging_dir(kind).as_path()));
+        let Some(src) = ours.map(Path::to_path_buf) else {
+            // Staged elsewhere (another file system, perhaps): copy it.
+            return self.create(kind, name, &staged.read_all()?);
+        };
+        let path = self.path_of(kind, name);
+        if !valid_name(kind, name) {
+            return Err(BackendError::Io {
+                op: "create",
+                path,
+                source: io::Error::new(io::ErrorKind::InvalidInput, "invalid object name"),
+            });
+        }
+        // Data first: the name must never point at bytes a crash could lose.
+        staged.file().sync_data().map_err(|e| BackendError::Io {
+            op: "sync",
+            path: src.clone(),
+            source: e,
+        })?;
+        let dir = self.dir_of(kind, name);
+        let mut moved = move_no_replace(&src, &path);
+        if matches!(&moved, Err(e) if e.kind() == io::ErrorKind::NotFound) && !dir.is_dir() {
+            mkdir(&dir)?;
+            moved = move_no_replace(&src, &path);
+        }
+        match moved {
+            Ok(()) => staged.moved(),
+            // Content-addressed objects with the same name hold the same
+            // bytes: the existing one stays, the staging file goes with
+            // `staged`. Only the config may never be written twice.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if kind == FileKind::Config {
+                    return Err(BackendError::AlreadyExists {
+                        kind,
+                        name: name.to_string(),
+                        location: self.location.clone(),
+                    });
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(BackendError::Io { op: "move into place", path, source: e }),
+        }
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| BackendError::Io {
+            op: "sync directory",
+            path: dir,
+            source: e,
+        })?;
+        drop_cache(staged.file());
+        Ok(())
+    }
+
+    fn remove_stale_temp_files(&self, older_than: std::time::Duration) -> Result<u64, BackendError> {
+        let mut dirs = vec![self.root.clone()];
+        dirs.extend(
+            FileKind::ALL.iter().filter(|k| **k != FileKind::Config).map(|k| self.root.join(k.dir())),
+        );
+        let data = self.root.join(FileKind::Pack.dir());
+        if let Ok(entries) = fs::read_dir(&data) {
+            dirs.extend(
+                entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()),
+            );
+        }
+        let mut removed = 0;
+        for dir in dirs {
+            removed += remove_stale_in(&dir, older_than).map_err(|e| BackendError::Io {
+                op: "remove temporary files in",
+                path: dir,
+                source: e,
+            })?;
+        }
+        Ok(removed)
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {

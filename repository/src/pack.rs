@@ -1,7 +1,10 @@
+use std::io::Write;
+
 use arch_index::{BlobId, BlobType, Compression, Id, PackId, PackedBlob};
 
 use crate::crypto::{Key, SEAL_OVERHEAD};
-use crate::error::RepoError;
+use crate::error::{BackendError, RepoError};
+use crate::staging::StagingFile;
 
 const MAGIC: &[u8; 4] = b"APCK";
 const VERSION: u8 = 1;
@@ -16,59 +19,141 @@ const MAX_PACK_BLOBS: usize = 1 << 20;
 /// sealed header`. The header lists each blob's id, type, compression,
 /// sealed length and plaintext length in pack order, so offsets follow from
 /// the lengths.
+///
+/// The bytes go to a [`StagingFile`] as they are added ([`PackWriter::staged`]:
+/// a pack then costs no memory however large it is), to memory
+/// ([`PackWriter::new`]), or nowhere ([`PackWriter::counting`], for dry
+/// runs). They are hashed as they are added, so the pack's name is known at
+/// [`PackWriter::finish`] without reading anything back.
 #[derive(Debug)]
 pub struct PackWriter {
     blob_type: BlobType,
-    buf: Vec<u8>,
+    out: Sink,
+    hasher: blake3::Hasher,
+    len: u64,
     blobs: Vec<PackedBlob>,
 }
 
-/// A finished pack, ready to store under `id`.
+#[derive(Debug)]
+enum Sink {
+    Memory(Vec<u8>),
+    File(StagingFile),
+    Nowhere,
+}
+
+/// A finished pack, ready to store under `id` with
+/// [`Repository::save_pack`](crate::Repository::save_pack).
 #[derive(Debug)]
 pub struct FinishedPack {
-    /// blake3 of `data`: the pack's name.
+    /// blake3 of the pack's bytes: its name.
     pub id: PackId,
-    /// The bytes to store.
-    pub data: Vec<u8>,
     /// Its blobs, with offsets.
     pub blobs: Vec<PackedBlob>,
+    len: u64,
+    body: PackBody,
+}
+
+/// Where a finished pack's bytes are.
+#[derive(Debug)]
+pub(crate) enum PackBody {
+    /// In memory.
+    Memory(Vec<u8>),
+    /// In a staging file, to be stored with `create_from_file`.
+    File(StagingFile),
+    /// Only counted and hashed (a dry run): there is nothing to store.
+    Nowhere,
+}
+
+impl FinishedPack {
+    /// The pack's size in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the pack has no bytes (never true of a finished pack: it
+    /// has at least its header).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes of a pack built in memory ([`PackWriter::new`]); `None`
+    /// for staged and counted packs.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match &self.body {
+            PackBody::Memory(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn into_body(self) -> (PackId, Vec<PackedBlob>, PackBody) {
+        (self.id, self.blobs, self.body)
+    }
+
+    /// Test builds: the bytes, wherever they are (empty for counted packs).
+    #[cfg(test)]
+    pub(crate) fn test_bytes(&self) -> Vec<u8> {
+        match &self.body {
+            PackBody::Memory(v) => v.clone(),
+            PackBody::File(f) => f.read_all().unwrap(),
+            PackBody::Nowhere => Vec::new(),
+        }
+    }
 }
 
 impl PackWriter {
-    /// An empty pack for blobs of type `t`, with room for `capacity` bytes.
+    /// An empty in-memory pack for blobs of type `t`, with room for
+    /// `capacity` bytes.
     pub fn new(t: BlobType, capacity: usize) -> PackWriter {
-        PackWriter::with_buffer(t, Vec::with_capacity(capacity))
+        PackWriter::with_sink(t, Sink::Memory(Vec::with_capacity(capacity)))
     }
 
-    /// An empty pack that writes into `buf` (cleared first), so callers can
-    /// recycle pack buffers.
-    pub fn with_buffer(t: BlobType, mut buf: Vec<u8>) -> PackWriter {
-        buf.clear();
-        PackWriter { blob_type: t, buf, blobs: Vec::new() }
+    /// An empty pack that appends its bytes to `file` (from
+    /// [`Backend::staging_file`](crate::Backend::staging_file)), which must
+    /// be empty.
+    pub fn staged(t: BlobType, file: StagingFile) -> PackWriter {
+        PackWriter::with_sink(t, Sink::File(file))
+    }
+
+    /// An empty pack that keeps no bytes, only their length and hash: what
+    /// a dry run needs to report sizes without storing anything.
+    pub fn counting(t: BlobType) -> PackWriter {
+        PackWriter::with_sink(t, Sink::Nowhere)
+    }
+
+    fn with_sink(t: BlobType, out: Sink) -> PackWriter {
+        PackWriter { blob_type: t, out, hasher: blake3::Hasher::new(), len: 0, blobs: Vec::new() }
     }
 
     /// Seals `payload` (the blob's plaintext, compressed or not as
     /// `compression` says) into the pack.
-    pub fn add(&mut self, key: &Key, id: BlobId, payload: &[u8], raw_length: u32, compression: Compression) {
-        let offset = self.buf.len() as u32;
-        key.seal_append(payload, &mut self.buf);
-        self.blobs.push(PackedBlob {
-            id,
-            blob_type: self.blob_type,
-            offset,
-            length: (payload.len() + SEAL_OVERHEAD) as u32,
-            raw_length,
-            compression,
-        });
+    pub fn add(
+        &mut self,
+        key: &Key,
+        id: BlobId,
+        payload: &[u8],
+        raw_length: u32,
+        compression: Compression,
+    ) -> Result<(), RepoError> {
+        let mut sealed = Vec::with_capacity(payload.len() + SEAL_OVERHEAD);
+        key.seal_append(payload, &mut sealed);
+        self.add_sealed(id, &sealed, raw_length, compression)
     }
 
     /// Appends a blob sealed elsewhere (see [`BlobEncoder::seal_blob`]),
     /// so the expensive work can happen outside a lock on a shared pack.
+    /// Fails only if the staging file cannot be written; the pack is then
+    /// unusable.
     ///
     /// [`BlobEncoder::seal_blob`]: crate::BlobEncoder::seal_blob
-    pub fn add_sealed(&mut self, id: BlobId, sealed: &[u8], raw_length: u32, compression: Compression) {
-        let offset = self.buf.len() as u32;
-        self.buf.extend_from_slice(sealed);
+    pub fn add_sealed(
+        &mut self,
+        id: BlobId,
+        sealed: &[u8],
+        raw_length: u32,
+        compression: Compression,
+    ) -> Result<(), RepoError> {
+        let offset = self.len as u32;
+        self.append(sealed)?;
         self.blobs.push(PackedBlob {
             id,
             blob_type: self.blob_type,
@@ -77,11 +162,30 @@ impl PackWriter {
             raw_length,
             compression,
         });
+        Ok(())
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), RepoError> {
+        match &mut self.out {
+            Sink::Memory(v) => v.extend_from_slice(bytes),
+            Sink::File(f) => {
+                let path = f.describe();
+                f.file().write_all(bytes).map_err(|e| BackendError::Io {
+                    op: "write staging file",
+                    path,
+                    source: e,
+                })?;
+            }
+            Sink::Nowhere => {}
+        }
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
     }
 
     /// Bytes of sealed blobs so far.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.len as usize
     }
 
     /// Whether no blob was added.
@@ -95,7 +199,7 @@ impl PackWriter {
     }
 
     /// Appends the sealed header and names the pack.
-    pub fn finish(mut self, key: &Key) -> FinishedPack {
+    pub fn finish(mut self, key: &Key) -> Result<FinishedPack, RepoError> {
         let mut header = Vec::with_capacity(9 + self.blobs.len() * ENTRY_LEN);
         header.extend_from_slice(MAGIC);
         header.push(VERSION);
@@ -107,11 +211,22 @@ impl PackWriter {
             header.extend_from_slice(&b.length.to_le_bytes());
             header.extend_from_slice(&b.raw_length.to_le_bytes());
         }
-        let before = self.buf.len();
-        key.seal_append(&header, &mut self.buf);
-        let sealed_len = (self.buf.len() - before) as u32;
-        self.buf.extend_from_slice(&sealed_len.to_le_bytes());
-        FinishedPack { id: Id::hash(&self.buf), data: self.buf, blobs: self.blobs }
+        let mut trailer = Vec::with_capacity(header.len() + SEAL_OVERHEAD + 4);
+        key.seal_append(&header, &mut trailer);
+        let sealed_len = trailer.len() as u32;
+        trailer.extend_from_slice(&sealed_len.to_le_bytes());
+        self.append(&trailer)?;
+        let body = match self.out {
+            Sink::Memory(v) => PackBody::Memory(v),
+            Sink::File(f) => PackBody::File(f),
+            Sink::Nowhere => PackBody::Nowhere,
+        };
+        Ok(FinishedPack {
+            id: Id(*self.hasher.finalize().as_bytes()),
+            blobs: self.blobs,
+            len: self.len,
+            body,
+        })
     }
 }
 
@@ -189,18 +304,20 @@ mod tests {
         let mut w = PackWriter::new(BlobType::Data, 1024);
         for i in 0..5u8 {
             let data = vec![i; 100 + usize::from(i)];
-            w.add(&key, Id::hash(&data), &data, data.len() as u32, Compression::None);
+            w.add(&key, Id::hash(&data), &data, data.len() as u32, Compression::None).unwrap();
         }
-        let p = w.finish(&key);
-        assert_eq!(p.id, Id::hash(&p.data));
-        let blobs = parse_pack(&key, &p.id, &p.data).unwrap();
+        let p = w.finish(&key).unwrap();
+        let data = p.bytes().unwrap().to_vec();
+        assert_eq!(p.id, Id::hash(&data));
+        assert_eq!(p.len(), data.len() as u64);
+        let blobs = parse_pack(&key, &p.id, &data).unwrap();
         assert_eq!(blobs, p.blobs);
         for b in &blobs {
-            let sealed = &p.data[b.offset as usize..(b.offset + b.length) as usize];
+            let sealed = &data[b.offset as usize..(b.offset + b.length) as usize];
             let plain = key.open(sealed).unwrap();
             assert_eq!(Id::hash(&plain), b.id);
         }
-        let mut bad = p.data.clone();
+        let mut bad = data.clone();
         let n = bad.len();
         bad[n - 10] ^= 1;
         assert!(matches!(parse_pack(&key, &p.id, &bad), Err(RepoError::Corrupt { .. })));

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use crate::blob_codec::{decode_blob, BlobEncoder};
 use crate::crypto::Key;
 use crate::pack::{parse_pack, PackWriter};
+use crate::staging::StagingFile;
 
 fn blob_data() -> impl Strategy<Value = Vec<Vec<u8>>> {
     // Mixed: incompressible and highly compressible blobs, some empty.
@@ -24,20 +25,26 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     #[test]
-    fn packs_round_trip(blobs in blob_data(), tree: bool) {
+    fn packs_round_trip(blobs in blob_data(), tree: bool, staged: bool) {
         let key = Key::generate();
         let t = if tree { BlobType::Tree } else { BlobType::Data };
         let mut enc = BlobEncoder::new(3).unwrap();
-        let mut w = PackWriter::new(t, 1 << 16);
+        let mut w = if staged {
+            PackWriter::staged(t, StagingFile::anonymous().unwrap())
+        } else {
+            PackWriter::new(t, 1 << 16)
+        };
         for d in &blobs {
-            enc.encode_into(&key, Id::hash(d), d, &mut w);
+            enc.encode_into(&key, Id::hash(d), d, &mut w).unwrap();
         }
-        let p = w.finish(&key);
-        prop_assert_eq!(p.id, Id::hash(&p.data));
-        let header = parse_pack(&key, &p.id, &p.data).unwrap();
+        let p = w.finish(&key).unwrap();
+        let data = p.test_bytes();
+        prop_assert_eq!(p.len(), data.len() as u64);
+        prop_assert_eq!(p.id, Id::hash(&data));
+        let header = parse_pack(&key, &p.id, &data).unwrap();
         prop_assert_eq!(&header, &p.blobs);
         for (b, d) in header.iter().zip(&blobs) {
-            let sealed = &p.data[b.offset as usize..(b.offset + b.length) as usize];
+            let sealed = &data[b.offset as usize..(b.offset + b.length) as usize];
             let loc = BlobLocation { pack: p.id, blob: *b };
             prop_assert_eq!(&decode_blob(&key, &loc, sealed).unwrap(), d);
         }
@@ -49,10 +56,10 @@ proptest! {
         let mut enc = BlobEncoder::new(3).unwrap();
         let mut w = PackWriter::new(BlobType::Data, 1 << 16);
         for d in &blobs {
-            enc.encode_into(&key, Id::hash(d), d, &mut w);
+            enc.encode_into(&key, Id::hash(d), d, &mut w).unwrap();
         }
-        let p = w.finish(&key);
-        let mut bad = p.data.clone();
+        let p = w.finish(&key).unwrap();
+        let mut bad = p.bytes().unwrap().to_vec();
         let i = at.index(bad.len());
         bad[i] ^= 1 << bit;
         // The pack's name no longer matches its bytes, and its header or
@@ -73,12 +80,12 @@ proptest! {
         let key = Key::generate();
         let mut enc = BlobEncoder::new(3).unwrap();
         let mut w = PackWriter::new(BlobType::Data, 4096);
-        enc.encode_into(&key, Id::hash(&a), &a, &mut w);
-        enc.encode_into(&key, Id::hash(&b), &b, &mut w);
-        let p = w.finish(&key);
+        enc.encode_into(&key, Id::hash(&a), &a, &mut w).unwrap();
+        enc.encode_into(&key, Id::hash(&b), &b, &mut w).unwrap();
+        let p = w.finish(&key).unwrap();
         let (x, y) = (p.blobs[0], p.blobs[1]);
         // y's authentic bytes presented where the index says x is.
-        let sealed_y = &p.data[y.offset as usize..(y.offset + y.length) as usize];
+        let sealed_y = &p.bytes().unwrap()[y.offset as usize..(y.offset + y.length) as usize];
         let mut entry = x;
         entry.length = y.length;
         entry.raw_length = y.raw_length;

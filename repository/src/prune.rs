@@ -112,11 +112,19 @@ pub struct PruneReport {
     pub index_files_written: usize,
     /// Index files removed.
     pub index_files_removed: usize,
+    /// Temporary files left by crashed writers (a killed backup's staging
+    /// file) that were removed; see [`STALE_TEMP_AGE`].
+    pub temp_files_removed: u64,
     /// Bytes that no snapshot needs and that were not marked before the
     /// run: whole unneeded packs plus the unneeded blobs of partly used
     /// ones (what a prune without tolerance for waste would free).
     pub bytes_unused: u64,
 }
+
+/// Temporary files older than this are left by a crash, never by a live
+/// writer: a writer appends to its staging file far more often, and prune
+/// holds the repository exclusively anyway.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
 struct PackState {
     blobs: Vec<PackedBlob>,
@@ -140,6 +148,9 @@ enum Fate {
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport, RepoError> {
     let now = chrono::Utc::now().timestamp().max(0) as u64;
     let mut report = PruneReport::default();
+    if !opts.dry_run {
+        report.temp_files_removed = repo.backend().remove_stale_temp_files(STALE_TEMP_AGE)?;
+    }
 
     // Packs as the live index files describe them.
     let files = repo.index_files()?;
@@ -298,10 +309,11 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport, Repo
         for b in &needed[p] {
             let sealed = &data[b.offset as usize..(b.offset + b.length) as usize];
             decode_blob(repo.key(), &arch_index::BlobLocation { pack: *p, blob: *b }, sealed)?;
-            let w = writers
-                .entry(b.blob_type)
-                .or_insert_with(|| PackWriter::new(b.blob_type, pack_size + (1 << 20)));
-            w.add_sealed(b.id, sealed, b.raw_length, b.compression);
+            let w = match writers.entry(b.blob_type) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(repo.pack_writer(b.blob_type)?),
+            };
+            w.add_sealed(b.id, sealed, b.raw_length, b.compression)?;
             if w.len() >= pack_size {
                 let full = writers.remove(&b.blob_type).expect("just used");
                 new_entries.push(store(repo, full)?);
@@ -386,9 +398,8 @@ fn used_blobs(repo: &Repository) -> Result<HashSet<(BlobType, Id)>, RepoError> {
 }
 
 fn store(repo: &Repository, w: PackWriter) -> Result<PackEntry, RepoError> {
-    let done = w.finish(repo.key());
-    repo.backend().create(FileKind::Pack, &done.id.to_hex(), &done.data)?;
-    Ok(PackEntry { pack: done.id, blobs: done.blobs })
+    let (pack, blobs) = repo.store_pack(w.finish(repo.key())?)?;
+    Ok(PackEntry { pack, blobs })
 }
 
 /// Writes `entries` as index files of at most 50,000 blobs. The last file

@@ -13,7 +13,7 @@ use crate::error::RepoError;
 use crate::filter::SnapshotFilter;
 use crate::key_file::{KdfParams, KeyFile};
 use crate::object::{open_object, seal_object};
-use crate::pack::{decode_pack_header, header_length, FinishedPack};
+use crate::pack::{decode_pack_header, header_length, FinishedPack, PackBody, PackWriter};
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
 
@@ -234,16 +234,46 @@ impl Repository {
         open_object(&self.key, &bytes, &what)
     }
 
+    /// A new pack writer for blobs of type `t` that streams the pack to a
+    /// staging file of the backend ([`Backend::staging_file`]), so a pack
+    /// costs no memory while it fills.
+    pub fn pack_writer(&self, t: BlobType) -> Result<PackWriter, RepoError> {
+        Ok(PackWriter::staged(t, self.backend.staging_file(FileKind::Pack)?))
+    }
+
     /// Stores a pack, then records it in the index (which may write a full
     /// index file). This order is the crash-safety rule: an index never
-    /// lists a pack that is not stored.
-    pub fn save_pack(&self, pack: &FinishedPack) -> Result<(), RepoError> {
-        if pack.blobs.iter().any(|b| b.blob_type == BlobType::Tree) {
-            self.backend.tree_packs(&[pack.id.to_hex()], false);
-        }
-        self.backend.create(FileKind::Pack, &pack.id.to_hex(), &pack.data)?;
-        self.index.store_pack(pack.id, &pack.blobs, self)?;
+    /// lists a pack that is not stored. A staged pack is stored with
+    /// [`Backend::create_from_file`] and its staging file is gone when this
+    /// returns, stored or not. A counted pack ([`PackWriter::counting`])
+    /// has no bytes to store: that is a caller's bug, refused as an error.
+    pub fn save_pack(&self, pack: FinishedPack) -> Result<(), RepoError> {
+        let (id, blobs) = self.store_pack(pack)?;
+        self.index.store_pack(id, &blobs, self)?;
         Ok(())
+    }
+
+    /// Stores a pack without indexing it (prune writes its own index);
+    /// returns its id and blobs.
+    pub(crate) fn store_pack(&self, pack: FinishedPack) -> Result<(PackId, Vec<PackedBlob>), RepoError> {
+        let (id, blobs, body) = pack.into_body();
+        let name = id.to_hex();
+        if blobs.iter().any(|b| b.blob_type == BlobType::Tree) {
+            self.backend.tree_packs(std::slice::from_ref(&name), false);
+        }
+        match body {
+            PackBody::Memory(data) => self.backend.create(FileKind::Pack, &name, &data)?,
+            PackBody::File(mut staged) => {
+                self.backend.create_from_file(FileKind::Pack, &name, &mut staged)?
+            }
+            PackBody::Nowhere => {
+                return Err(RepoError::InvalidOption(format!(
+                    "pack {} was only counted (a dry run) and cannot be stored",
+                    id.short()
+                )))
+            }
+        }
+        Ok((id, blobs))
     }
 
     /// Writes the open index file, if any. Call after the last pack and

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{Backend, FileInfo, FileKind};
 use crate::check::CancelCheck;
 use crate::error::BackendError;
+use crate::staging::StagingFile;
 
 /// When to give up retrying a call that fails with transient errors.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,6 +171,31 @@ impl Backend for RetryBackend {
         })
     }
 
+    fn staging_file(&self, kind: FileKind) -> Result<StagingFile, BackendError> {
+        self.run(|_| self.inner.staging_file(kind))
+    }
+
+    fn create_from_file(
+        &self,
+        kind: FileKind,
+        name: &str,
+        staged: &mut StagingFile,
+    ) -> Result<(), BackendError> {
+        self.run(|attempt| match self.inner.create_from_file(kind, name, staged) {
+            // An earlier attempt may have stored it and lost the answer.
+            Err(BackendError::AlreadyExists { .. })
+                if attempt > 1 && self.inner.read(kind, name)? == staged.read_all()? =>
+            {
+                Ok(())
+            }
+            r => r,
+        })
+    }
+
+    fn remove_stale_temp_files(&self, older_than: Duration) -> Result<u64, BackendError> {
+        self.run(|_| self.inner.remove_stale_temp_files(older_than))
+    }
+
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
         self.run(|_| self.inner.read(kind, name))
     }
@@ -198,6 +224,10 @@ impl Backend for RetryBackend {
 
     fn connections(&self) -> usize {
         self.inner.connections()
+    }
+
+    fn tree_packs(&self, packs: &[String], complete: bool) {
+        self.inner.tree_packs(packs, complete);
     }
 }
 

@@ -92,9 +92,9 @@ fn pack_writing(c: &mut Criterion) {
         b.iter(|| {
             let mut w = PackWriter::new(BlobType::Data, 17 * MIB);
             for (id, sealed) in &blobs {
-                w.add_sealed(*id, sealed, MIB as u32, Compression::None);
+                w.add_sealed(*id, sealed, MIB as u32, Compression::None).expect("memory pack");
             }
-            w.finish(&key).id
+            w.finish(&key).expect("memory pack").id
         })
     });
     g.finish();

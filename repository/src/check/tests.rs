@@ -17,10 +17,10 @@ fn repo(dir: &std::path::Path) -> Repository {
 fn store_pack(repo: &Repository, blobs: &[(&[u8], u32)]) -> PackEntry {
     let mut w = PackWriter::new(BlobType::Data, 1024);
     for (data, raw) in blobs {
-        w.add(repo.key(), Id::hash(data), data, *raw, Compression::None);
+        w.add(repo.key(), Id::hash(data), data, *raw, Compression::None).unwrap();
     }
-    let p = w.finish(repo.key());
-    repo.backend().create(FileKind::Pack, &p.id.to_hex(), &p.data).unwrap();
+    let p = w.finish(repo.key()).unwrap();
+    repo.backend().create(FileKind::Pack, &p.id.to_hex(), p.bytes().unwrap()).unwrap();
     PackEntry { pack: p.id, blobs: p.blobs }
 }
 
