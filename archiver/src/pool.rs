@@ -25,6 +25,10 @@ impl BufPool {
     /// idle and the request is not small.
     pub(crate) fn get(&self, capacity: usize) -> Vec<u8> {
         if capacity < MIN_POOLED {
+            // Small chunks (a tree of small files) do not need the idle
+            // large buffers of the big files before them: let one go, so
+            // they do not stay resident under the small files' memory.
+            drop(self.rx.try_recv());
             return Vec::with_capacity(capacity);
         }
         match self.rx.try_recv() {
@@ -42,5 +46,26 @@ impl BufPool {
         if v.capacity() >= MIN_POOLED {
             let _ = self.tx.try_send(v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_buffers_are_recycled_and_let_go_once_requests_turn_small() {
+        let pool = BufPool::new(4);
+        let big = pool.get(1 << 20);
+        let ptr = big.as_ptr();
+        pool.put(big);
+        let again = pool.get(512 << 10);
+        assert_eq!(again.as_ptr(), ptr, "an idle large buffer is reused");
+        pool.put(again);
+        pool.put(Vec::with_capacity(1 << 20));
+        // Two small requests: each lets one idle large buffer go.
+        assert!(pool.get(4 << 10).capacity() < MIN_POOLED);
+        assert!(pool.get(4 << 10).capacity() < MIN_POOLED);
+        assert!(pool.rx.is_empty(), "idle large buffers are released under small requests");
     }
 }
