@@ -1,22 +1,21 @@
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::backend::{exact_range, Backend, FileInfo, FileKind};
 use crate::error::BackendError;
-use crate::local_staging::{create_staging, drop_cache, move_no_replace, random_u64, remove_stale_in};
-use crate::staging::{StagingFile, TMP_PREFIX};
+use crate::local_staging::{create_staging, drop_cache, move_no_replace, remove_stale_in};
+use crate::staging::StagingFile;
 
 /// A repository in a local directory.
 ///
-/// Objects are written to a temporary file in the destination folder,
-/// fsynced, renamed into place and the folder fsynced, so a crash leaves
-/// either the whole object or none (at most a `.tmp-*` file, which `list`
-/// ignores and [`Backend::remove_stale_temp_files`] clears). Staging files
-/// ([`Backend::staging_file`]) live in the kind's top folder (`data/` for
-/// packs) and are moved into place without being copied and without ever
-/// replacing an object. Files are created 0600 and folders 0700: a
+/// Every object is first written to a staging file ([`Backend::staging_file`],
+/// in the kind's top folder: `data/` for packs), synced, moved into place
+/// without ever replacing an object, and the folder synced, so a crash
+/// leaves either the whole object or none (at most a `.tmp-*` file, which
+/// `list` ignores and [`Backend::remove_stale_temp_files`] clears). Files
+/// are created 0600 and folders 0700: a
 /// repository holds nothing readable without a key, but there is no reason
 /// to share it.
 #[derive(Debug)]
@@ -61,6 +60,19 @@ impl LocalBackend {
             FileKind::Config => self.root.clone(),
             _ => self.root.join(kind.dir()),
         }
+    }
+
+    /// Where object `name` of `kind` lives, if the name is valid.
+    fn checked_path(&self, kind: FileKind, name: &str) -> Result<PathBuf, BackendError> {
+        let path = self.path_of(kind, name);
+        if valid_name(kind, name) {
+            return Ok(path);
+        }
+        Err(BackendError::Io {
+            op: "create",
+            path,
+            source: io::Error::new(io::ErrorKind::InvalidInput, "invalid object name"),
+        })
     }
 
     fn not_found(&self, kind: FileKind, name: &str) -> BackendError {
@@ -118,53 +130,20 @@ impl Backend for LocalBackend {
     }
 
     fn create(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
-        if !valid_name(kind, name) {
-            return Err(BackendError::Io {
-                op: "create",
-                path: self.path_of(kind, name),
-                source: io::Error::new(io::ErrorKind::InvalidInput, "invalid object name"),
-            });
-        }
-        let dir = self.dir_of(kind, name);
-        let path = self.path_of(kind, name);
-        if path.exists() {
-            // Content-addressed objects with the same name hold the same
-            // bytes; only the config may never be replaced.
-            if kind == FileKind::Config {
-                return Err(BackendError::AlreadyExists {
-                    kind,
-                    name: name.to_string(),
-                    location: self.location.clone(),
-                });
-            }
+        let path = self.checked_path(kind, name)?;
+        if kind != FileKind::Config && path.exists() {
+            // Content-addressed: the object already holds these bytes.
             return Ok(());
         }
-        let rnd = random_u64().map_err(|e| BackendError::Io {
-            op: "get random bytes for",
-            path: path.clone(),
+        // One write path for every object: staged, synced, moved into place
+        // without replacing anything.
+        let mut staged = self.staging_file(kind)?;
+        staged.file().write_all(data).map_err(|e| BackendError::Io {
+            op: "write",
+            path: staged.describe(),
             source: e,
         })?;
-        let tmp = dir.join(format!("{TMP_PREFIX}{name}-{rnd:016x}"));
-        let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_data()?;
-            Ok(())
-        };
-        let mut result = write();
-        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::NotFound) {
-            mkdir(&dir)?;
-            result = write();
-        }
-        if let Err(e) = result.and_then(|_| fs::rename(&tmp, &path)) {
-            let _ = fs::remove_file(&tmp);
-            return Err(BackendError::Io { op: "write", path, source: e });
-        }
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| BackendError::Io {
-            op: "sync directory",
-            path: dir,
-            source: e,
-        })
+        self.create_from_file(kind, name, &mut staged)
     }
 
     fn staging_file(&self, kind: FileKind) -> Result<StagingFile, BackendError> {
@@ -187,19 +166,12 @@ impl Backend for LocalBackend {
         name: &str,
         staged: &mut StagingFile,
     ) -> Result<(), BackendError> {
+        let path = self.checked_path(kind, name)?;
         let ours = staged.path().filter(|p| p.parent() == Some(self.staging_dir(kind).as_path()));
         let Some(src) = ours.map(Path::to_path_buf) else {
             // Staged elsewhere (another file system, perhaps): copy it.
             return self.create(kind, name, &staged.read_all()?);
         };
-        let path = self.path_of(kind, name);
-        if !valid_name(kind, name) {
-            return Err(BackendError::Io {
-                op: "create",
-                path,
-                source: io::Error::new(io::ErrorKind::InvalidInput, "invalid object name"),
-            });
-        }
         // Data first: the name must never point at bytes a crash could lose.
         staged.file().sync_data().map_err(|e| BackendError::Io {
             op: "sync",

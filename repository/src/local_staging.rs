@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use crate::staging::TMP_PREFIX;
 
 /// A random 64-bit value for temporary names.
-pub(crate) fn random_u64() -> io::Result<u64> {
+fn random_u64() -> io::Result<u64> {
     let mut rnd = [0u8; 8];
     getrandom::fill(&mut rnd).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(u64::from_le_bytes(rnd))
