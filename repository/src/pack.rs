@@ -28,17 +28,10 @@ const MAX_PACK_BLOBS: usize = 1 << 20;
 #[derive(Debug)]
 pub struct PackWriter {
     blob_type: BlobType,
-    out: Sink,
+    out: PackBody,
     hasher: blake3::Hasher,
     len: u64,
     blobs: Vec<PackedBlob>,
-}
-
-#[derive(Debug)]
-enum Sink {
-    Memory(Vec<u8>),
-    File(StagingFile),
-    Nowhere,
 }
 
 /// A finished pack, ready to store under `id` with
@@ -53,7 +46,8 @@ pub struct FinishedPack {
     body: PackBody,
 }
 
-/// Where a finished pack's bytes are.
+/// Where a pack's bytes go while it is written, and are once it is
+/// finished.
 #[derive(Debug)]
 pub(crate) enum PackBody {
     /// In memory.
@@ -104,23 +98,23 @@ impl PackWriter {
     /// An empty in-memory pack for blobs of type `t`, with room for
     /// `capacity` bytes.
     pub fn new(t: BlobType, capacity: usize) -> PackWriter {
-        PackWriter::with_sink(t, Sink::Memory(Vec::with_capacity(capacity)))
+        PackWriter::with_sink(t, PackBody::Memory(Vec::with_capacity(capacity)))
     }
 
     /// An empty pack that appends its bytes to `file` (from
     /// [`Backend::staging_file`](crate::Backend::staging_file)), which must
     /// be empty.
     pub fn staged(t: BlobType, file: StagingFile) -> PackWriter {
-        PackWriter::with_sink(t, Sink::File(file))
+        PackWriter::with_sink(t, PackBody::File(file))
     }
 
     /// An empty pack that keeps no bytes, only their length and hash: what
     /// a dry run needs to report sizes without storing anything.
     pub fn counting(t: BlobType) -> PackWriter {
-        PackWriter::with_sink(t, Sink::Nowhere)
+        PackWriter::with_sink(t, PackBody::Nowhere)
     }
 
-    fn with_sink(t: BlobType, out: Sink) -> PackWriter {
+    fn with_sink(t: BlobType, out: PackBody) -> PackWriter {
         PackWriter { blob_type: t, out, hasher: blake3::Hasher::new(), len: 0, blobs: Vec::new() }
     }
 
@@ -167,16 +161,15 @@ impl PackWriter {
 
     fn append(&mut self, bytes: &[u8]) -> Result<(), RepoError> {
         match &mut self.out {
-            Sink::Memory(v) => v.extend_from_slice(bytes),
-            Sink::File(f) => {
-                let path = f.describe();
+            PackBody::Memory(v) => v.extend_from_slice(bytes),
+            PackBody::File(f) => {
                 f.file().write_all(bytes).map_err(|e| BackendError::Io {
                     op: "write staging file",
-                    path,
+                    path: f.describe(),
                     source: e,
                 })?;
             }
-            Sink::Nowhere => {}
+            PackBody::Nowhere => {}
         }
         self.hasher.update(bytes);
         self.len += bytes.len() as u64;
@@ -216,16 +209,11 @@ impl PackWriter {
         let sealed_len = trailer.len() as u32;
         trailer.extend_from_slice(&sealed_len.to_le_bytes());
         self.append(&trailer)?;
-        let body = match self.out {
-            Sink::Memory(v) => PackBody::Memory(v),
-            Sink::File(f) => PackBody::File(f),
-            Sink::Nowhere => PackBody::Nowhere,
-        };
         Ok(FinishedPack {
             id: Id(*self.hasher.finalize().as_bytes()),
             blobs: self.blobs,
             len: self.len,
-            body,
+            body: self.out,
         })
     }
 }
