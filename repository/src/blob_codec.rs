@@ -11,6 +11,8 @@ pub struct BlobEncoder {
     compressor: zstd::bulk::Compressor<'static>,
     scratch: Vec<u8>,
     sample: Vec<u8>,
+    /// The sealed blob of [`BlobEncoder::encode_into`], reused.
+    sealed: Vec<u8>,
 }
 
 /// Blobs at least this big are tried on samples before being compressed
@@ -33,7 +35,7 @@ impl BlobEncoder {
     pub fn new(level: i32) -> Result<BlobEncoder, RepoError> {
         let compressor = zstd::bulk::Compressor::new(level)
             .map_err(|e| RepoError::InvalidOption(format!("zstd level {level}: {e}")))?;
-        Ok(BlobEncoder { compressor, scratch: Vec::new(), sample: Vec::new() })
+        Ok(BlobEncoder { compressor, scratch: Vec::new(), sample: Vec::new(), sealed: Vec::new() })
     }
 
     /// Compresses (when that saves at least 1/32 of the size: incompressible
@@ -89,10 +91,11 @@ impl BlobEncoder {
         data: &[u8],
         pack: &mut PackWriter,
     ) -> Result<usize, RepoError> {
-        let mut sealed = Vec::new();
+        let mut sealed = std::mem::take(&mut self.sealed);
         let c = self.seal_blob(key, data, &mut sealed);
-        pack.add_sealed(id, &sealed, data.len() as u32, c)?;
-        Ok(sealed.len())
+        let added = pack.add_sealed(id, &sealed, data.len() as u32, c).map(|()| sealed.len());
+        self.sealed = sealed;
+        added
     }
 }
 
