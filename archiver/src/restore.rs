@@ -425,7 +425,7 @@ impl<'a> Restore<'a> {
     /// microseconds each, which adds up over a tree of small files. Order
     /// among them does not matter (directories come after, in order).
     fn apply_file_metadata(&self, meta: &[(PathBuf, Node)], plan: &mut Plan) -> Result<(), ArchiveError> {
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        let threads = cpus().min(8);
         let share = meta.len().div_ceil(threads).max(1024);
         let is_root = plan.is_root;
         let results: Vec<Result<Vec<Warning>, ArchiveError>> = std::thread::scope(|s| {
@@ -761,7 +761,7 @@ impl<'a> Restore<'a> {
         let jobs = std::mem::take(&mut batch.compare);
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<(usize, Compared)>> = Mutex::new(Vec::new());
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        let workers = cpus().min(8);
         std::thread::scope(|s| {
             for _ in 0..workers.min(jobs.len()) {
                 s.spawn(|| loop {
@@ -854,7 +854,7 @@ impl<'a> Restore<'a> {
     fn verify(&self, files: &[(PathBuf, Vec<(Id, u32)>)]) -> Result<(u64, Vec<Warning>), ArchiveError> {
         let next = AtomicUsize::new(0);
         let failures = Mutex::new(Vec::new());
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
+        let workers = cpus().min(8);
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| {
@@ -893,11 +893,7 @@ impl<'a> Restore<'a> {
         // Remote reads wait on latency, not CPU: as many as the backend
         // serves at once.
         let workers = match self.opts.workers {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .max(2)
-                .max(self.repo.backend().connections()),
+            0 => cpus().max(2).max(self.repo.backend().connections()),
             n => n,
         }
         .min(packs.len().max(batch.create.len()).max(1));
@@ -1032,6 +1028,11 @@ impl<'a> Restore<'a> {
         }
         Ok(())
     }
+}
+
+/// CPUs this process may use (2 when unknown).
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// The most bytes one pack read covers (see [`Restore::restore_pack`]).
