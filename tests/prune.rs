@@ -226,12 +226,10 @@ fn kill(child: &mut std::process::Child, sig: i32) {
     unsafe { libc::kill(child.id() as i32, sig) };
 }
 
-#[test]
-fn a_backup_killed_with_sigkill_does_not_block_the_next_one() {
-    let (_t, work) = common::tempdir();
-    let env = ArchEnv::new(&work).var("ARCH_PASSWORD", common::PASSWORD);
-    let repo_dir = work.join("repo");
-    common::init_repo(&repo_dir);
+/// Initialises `repo_dir`, starts a backup of 240 MiB of new data into it
+/// and SIGKILLs it once `when` holds (or after 20 s); returns the source.
+fn kill_a_backup_when(env: &ArchEnv, work: &Path, repo_dir: &Path, when: impl Fn() -> bool) -> PathBuf {
+    common::init_repo(repo_dir);
     let src = work.join("src");
     std::fs::create_dir_all(&src).unwrap();
     for i in 0..6 {
@@ -239,11 +237,20 @@ fn a_backup_killed_with_sigkill_does_not_block_the_next_one() {
     }
     let mut child = env.spawn(&common::args(&[&"backup", &"--repo", &repo_dir, &src]));
     let start = std::time::Instant::now();
-    while common::object_count(&repo_dir, "locks") == 0 && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(5));
+    while !when() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(2));
     }
     kill(&mut child, libc::SIGKILL);
     child.wait().unwrap();
+    src
+}
+
+#[test]
+fn a_backup_killed_with_sigkill_does_not_block_the_next_one() {
+    let (_t, work) = common::tempdir();
+    let env = ArchEnv::new(&work).var("ARCH_PASSWORD", common::PASSWORD);
+    let repo_dir = work.join("repo");
+    let src = kill_a_backup_when(&env, &work, &repo_dir, || common::object_count(&repo_dir, "locks") > 0);
     assert_eq!(common::object_count(&repo_dir, "locks"), 1, "the killed backup left its lease");
     // The holder is gone (its pid is dead on this host): no unlock needed.
     env.run(&common::args(&[&"backup", &"--repo", &repo_dir, &src])).ok("backup after a crash");
@@ -271,19 +278,7 @@ fn a_staging_file_left_by_a_killed_backup_is_ignored_and_pruned_once_stale() {
     let (_t, work) = common::tempdir();
     let env = ArchEnv::new(&work).var("ARCH_PASSWORD", common::PASSWORD);
     let repo_dir = work.join("repo");
-    common::init_repo(&repo_dir);
-    let src = work.join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    for i in 0..6 {
-        common::write_random_file(&src.join(format!("f{i}")), i, 40 << 20);
-    }
-    let mut child = env.spawn(&common::args(&[&"backup", &"--repo", &repo_dir, &src]));
-    let start = std::time::Instant::now();
-    while temp_files(&repo_dir.join("data")).is_empty() && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    kill(&mut child, libc::SIGKILL);
-    child.wait().unwrap();
+    let src = kill_a_backup_when(&env, &work, &repo_dir, || !temp_files(&repo_dir.join("data")).is_empty());
     let mut left = temp_files(&repo_dir);
     if left.is_empty() {
         // The kill landed between two packs: leave what it would have.
