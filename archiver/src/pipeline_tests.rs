@@ -23,6 +23,18 @@ pub(crate) fn init(backend: Arc<dyn Backend>) -> Repository {
     Repository::init(backend, b"pw", &opts).unwrap()
 }
 
+/// `n` incompressible bytes from the xorshift state `x` (advanced).
+pub(crate) fn noise(x: &mut u64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x as u8
+        })
+        .collect()
+}
+
 /// 8 directories of 5 pseudo-random 512 KiB files: about 160 blobs,
 /// 80 packs and 9 trees, so every pool sees several items.
 pub(crate) fn make_source(root: &Path) -> PathBuf {
@@ -32,15 +44,7 @@ pub(crate) fn make_source(root: &Path) -> PathBuf {
         let dir = src.join(format!("d{d}"));
         std::fs::create_dir_all(&dir).unwrap();
         for f in 0..5 {
-            let data: Vec<u8> = (0..512 * 1024)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
-            std::fs::write(dir.join(format!("f{f}")), data).unwrap();
+            std::fs::write(dir.join(format!("f{f}")), noise(&mut x, 512 * 1024)).unwrap();
         }
     }
     src

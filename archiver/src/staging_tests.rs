@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arch_repository::{FileKind, LocalBackend, Repository};
 
-use crate::pipeline_tests::{init, make_source, FailingBackend};
+use crate::pipeline_tests::{init, make_source, noise, FailingBackend};
 use crate::test_support::SERIAL;
 use crate::{Backup, BackupOptions, Restore};
 
@@ -83,15 +83,7 @@ fn chunk_data_in_flight_is_bounded_by_the_byte_budget_not_the_input() {
     // that the FileSavers stream chunks while one BlobSaver seals them.
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for f in 0..6 {
-        let data: Vec<u8> = (0..8 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        std::fs::write(src.join(format!("f{f}")), data).unwrap();
+        std::fs::write(src.join(format!("f{f}")), noise(&mut x, 8 << 20)).unwrap();
     }
     let repo = init(Arc::new(LocalBackend::new(tmp.path().join("repo"))));
     let seen = Arc::new(parking_lot::Mutex::new((0, 0)));
