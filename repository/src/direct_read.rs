@@ -1,10 +1,10 @@
 //! Large reads of pack files that bypass the page cache when it does not
 //! hold the data.
 //!
-//! A restore reads every pack once (so do prune's repacking and check's
-//! reads of packs too large to read whole): through the
-//! page cache that costs a kernel copy of every byte plus filling (and
-//! evicting) cache pages the machine will not use again. When the range
+//! A restore reads every pack once (so does check, for packs too large to
+//! read whole): through the page cache that costs a kernel copy of every
+//! byte plus filling (and evicting) cache pages the machine will not use
+//! again. When the range
 //! is not cached, it is read with `O_DIRECT` straight into our buffer;
 //! when it is (a restore just after a backup), it is copied from the
 //! cache without waiting for the disk. Filesystems without `O_DIRECT`
