@@ -107,7 +107,7 @@ const MAX_BLOB_PLAINTEXT: u64 = 1 << 30;
 /// Fails with [`RepoError::Corrupt`] naming the pack and blob if the seal,
 /// the compression or the content hash is wrong.
 pub fn decode_blob(key: &Key, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u8>, RepoError> {
-    let what = || format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short());
+    let what = || describe(loc);
     let plain = key.open(sealed).map_err(|e| RepoError::corrupt(what(), e.to_string()))?;
     let data = match loc.blob.compression {
         Compression::None => plain,
@@ -123,13 +123,25 @@ pub fn decode_blob(key: &Key, loc: &BlobLocation, sealed: &[u8]) -> Result<Vec<u
             decompress(&plain, raw as usize).map_err(|e| RepoError::corrupt(what(), format!("zstd: {e}")))?
         }
     };
-    if data.len() != loc.blob.raw_length as usize {
-        return Err(RepoError::corrupt(what(), "plaintext length differs from the index"));
-    }
-    if Id::hash(&data) != loc.blob.id {
-        return Err(RepoError::corrupt(what(), "content hash mismatch"));
-    }
+    verify(loc, &data)?;
     Ok(data)
+}
+
+/// The blob's name in messages.
+fn describe(loc: &BlobLocation) -> String {
+    format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short())
+}
+
+/// Checks a decoded blob against its index entry: length, then content
+/// hash.
+fn verify(loc: &BlobLocation, data: &[u8]) -> Result<(), RepoError> {
+    if data.len() != loc.blob.raw_length as usize {
+        return Err(RepoError::corrupt(describe(loc), "plaintext length differs from the index"));
+    }
+    if Id::hash(data) != loc.blob.id {
+        return Err(RepoError::corrupt(describe(loc), "content hash mismatch"));
+    }
+    Ok(())
 }
 
 thread_local! {
@@ -178,7 +190,7 @@ impl BlobDecoder {
         loc: &BlobLocation,
         sealed: &'a mut [u8],
     ) -> Result<&'a [u8], RepoError> {
-        let what = || format!("blob {} in pack {}", loc.blob.id.short(), loc.pack.short());
+        let what = || describe(loc);
         let plain = key.open_in_place(sealed).map_err(|e| RepoError::corrupt(what(), e.to_string()))?;
         let raw = loc.blob.raw_length as usize;
         let data: &[u8] = match loc.blob.compression {
@@ -193,12 +205,7 @@ impl BlobDecoder {
                 &self.out[..n]
             }
         };
-        if data.len() != raw {
-            return Err(RepoError::corrupt(what(), "plaintext length differs from the index"));
-        }
-        if Id::hash(data) != loc.blob.id {
-            return Err(RepoError::corrupt(what(), "content hash mismatch"));
-        }
+        verify(loc, data)?;
         Ok(data)
     }
 }
