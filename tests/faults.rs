@@ -222,6 +222,33 @@ fn failed_short_and_flipped_pack_reads_fail_restore_naming_the_pack() {
     }
 }
 
+/// A cancel stops every stage of a restore (the walk, the readers, the
+/// writers, the finisher) within a moment, even while reads are slow.
+#[test]
+fn a_cancelled_restore_stops_promptly_and_says_so() {
+    let f = fixture();
+    let (_fb, b) = faulty(&f.repo_dir, FaultPlan::new().delay(Duration::from_millis(30)));
+    let (snap, out) = (f.before.clone(), f.work.join("out-cancel"));
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    let timer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        cancel.cancel();
+        std::time::Instant::now()
+    });
+    let (result, ended) = bounded("cancelled restore", move || {
+        let repo = Repository::open(b, common::PASSWORD.as_bytes()).unwrap();
+        let r = Restore::new(&repo, &snap, &out).cancel_token(token).run().map(|_| ());
+        (r, std::time::Instant::now())
+    });
+    let cancelled = timer.join().unwrap();
+    let err = result.expect_err("a restore cancelled half way must not report success");
+    assert!(err.is_cancelled(), "{err}");
+    let took = ended.saturating_duration_since(cancelled);
+    assert!(took < Duration::from_secs(2), "restore ended {took:?} after the cancel");
+    assert_clean(&f, "cancel");
+}
+
 #[test]
 fn check_read_data_reports_every_pack_a_lying_backend_damages() {
     let f = fixture();

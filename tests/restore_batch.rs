@@ -46,7 +46,7 @@ fn a_small_batch_limit_bounds_the_plan_and_restores_the_same_tree() {
     assert_trees_equal(&src, &restored_path(&whole, &src));
     let files = 12 * 40 + 1;
     assert_eq!(r1.files, files);
-    assert!(r1.peak_planned > 2 * files, "one batch holds the whole plan: {}", r1.peak_planned);
+    assert!(r1.peak_planned > 2 * files, "the default limit holds the whole plan: {}", r1.peak_planned);
 
     let limit = 50;
     let small = base.join("small");

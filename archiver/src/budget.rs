@@ -1,5 +1,6 @@
-//! A byte budget for chunk data in flight between the FileSaver and the
-//! BlobSaver.
+//! A budget for data in flight between pools: chunk bytes between the
+//! FileSaver and the BlobSaver, pack bytes between restore's readers and
+//! writers, planned entries between restore's walk and its finisher.
 //!
 //! A queue bounded by job count holds anything from a few KiB (small files)
 //! to count x 8 MiB (maximal chunks); bounding the bytes keeps memory the
@@ -58,6 +59,11 @@ impl ByteBudget {
         st.held += bytes;
         st.peak = st.peak.max(st.held);
         Ok(Permit { budget: self, bytes })
+    }
+
+    /// The bytes held now.
+    pub(crate) fn held(&self) -> usize {
+        self.state.lock().held
     }
 
     /// The most bytes held at once so far.

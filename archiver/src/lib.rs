@@ -64,6 +64,7 @@ mod prescan;
 mod progress;
 mod read_mode;
 mod restore;
+mod restore_content;
 mod restore_filter;
 mod restore_fs;
 mod scanner;

@@ -1,6 +1,9 @@
-//! Restore: plan first, then read each pack once, in parallel across packs,
-//! writing blobs with positional writes; metadata after content, directory
-//! metadata last (deepest first) so writing children does not disturb it.
+//! Restore: the walk plans batches (which blobs of which packs land at
+//! which offsets of which files) while the content stage reads and writes
+//! the batches already planned, each pack's blobs in pack order, in
+//! parallel across packs, with positional writes; metadata after content,
+//! directory metadata last (deepest first) so writing children does not
+//! disturb it.
 //!
 //! Options: a subtree (`<snapshot>:<path>`, whose content lands directly in
 //! the target), include/exclude patterns, what to do with files already in
@@ -17,20 +20,25 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arch_index::{BlobLocation, BlobType, Id, PackId};
-use arch_repository::{BlobDecoder, FileKind, Node, NodeKind, Repository, Snapshot};
+use arch_repository::{Node, NodeKind, Repository, Snapshot};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::backup::spawn;
 use crate::browse::{find_node, join_components, path_components};
+use crate::budget::ByteBudget;
 use crate::context::Warning;
 use crate::error::ArchiveError;
 use crate::progress::{NoProgress, Progress};
+use crate::restore_content::{
+    dispatch, read_packs, window_budget, BlobWriter, PackBlobs, Placement, Running,
+};
 use crate::restore_filter::{RestoreFilter, Selection};
 use crate::restore_fs::{
-    apply_metadata, cstr, is_zero, make_dir, open_for_writing, replace_with, verify_file, FileHandles,
+    apply_metadata, create_new, cstr, make_dir, open_for_writing, replace_with, verify_file, FileHandles,
 };
 use crate::scope::Scope;
+use crossbeam_channel::{Receiver, Sender};
 
 /// What to do with an entry that already exists in the target (only when
 /// restoring into a non-empty target is allowed, see
@@ -219,40 +227,26 @@ pub struct Restore<'a> {
     cancel: CancellationToken,
 }
 
-/// One blob occurrence: where in which file it goes.
-#[derive(Clone, Copy)]
-struct Placement {
-    file: u32,
-    file_offset: u64,
-    /// The file does not exist yet and this blob is all of it: the worker
-    /// writing the blob creates it (one open instead of a create, a
-    /// resize and a reopen; most files of a tree are one chunk).
-    fresh: bool,
-}
-
 /// A file's blobs, each with its offset in the file.
 type Chunks = Vec<(BlobLocation, u64)>;
 
 /// Which chunks of a compared file must be written (`None`: replace it).
 type Compared = Result<Option<Vec<bool>>, ArchiveError>;
 
-/// The blobs needed from one pack, each with where it goes.
-type PackBlobs = Vec<(BlobLocation, Vec<Placement>)>;
-
 /// What one batch restores: everything planned since the last batch was
-/// written. A batch is written (content, then links, then metadata, then
-/// the directories completed in it, deepest first) once it holds
-/// `max_planned` entries, so a restore's memory does not grow with the
-/// snapshot.
+/// shipped to the content stage. A batch is shipped once it holds its
+/// share of `max_planned` entries (small at first, so writing starts
+/// early), and finished after its content is written: links, then
+/// metadata, then the directories completed in it, deepest first.
 #[derive(Default)]
-struct Batch {
-    files: Vec<PathBuf>,
+pub(crate) struct Batch {
+    pub(crate) files: Vec<PathBuf>,
     /// Files to create empty at their final size before content is
     /// written (all but those created by their only blob, see
     /// [`Placement::fresh`]): index into `files`, size.
     create: Vec<(u32, u64)>,
     /// pack -> blob location -> placements
-    packs: HashMap<PackId, PackBlobs>,
+    pub(crate) packs: HashMap<PackId, PackBlobs>,
     /// blob id -> index into its pack's vector, to merge occurrences
     seen: HashMap<(PackId, Id), usize>,
     /// Nodes whose metadata is applied after content.
@@ -270,15 +264,23 @@ struct Batch {
     entries: usize,
 }
 
-struct Plan {
+struct Plan<'p> {
     batch: Batch,
+    /// Entries a batch is shipped at; doubles up to `max_batch`.
+    batch_limit: usize,
+    max_batch: usize,
+    /// Planned entries in batches shipped and not yet finished.
+    entries: &'p ByteBudget,
+    scope: &'p Scope,
+    /// Where batches go; `None` once planning is over.
+    out: Option<Sender<Arc<Running<'p>>>>,
+    seq: u64,
     /// Directories created and not yet complete (the walk's stack).
     open_dirs: Vec<(PathBuf, Node)>,
     /// Directories selected only because something below may be: created
     /// when the first entry below them is.
     pending: Vec<(PathBuf, Node)>,
     first_link: HashMap<(u64, u64), PathBuf>,
-    limit: usize,
     is_root: bool,
     result: RestoreResult,
 }
@@ -343,7 +345,16 @@ impl<'a> Restore<'a> {
     }
 
     /// Runs the restore.
-    pub fn run(self) -> Result<RestoreResult, ArchiveError> {
+    ///
+    /// The walk plans batches on this thread while the content stage (see
+    /// `restore_content`) reads and writes earlier ones and a finisher
+    /// applies the metadata of those written, in planning order.
+    pub fn run(mut self) -> Result<RestoreResult, ArchiveError> {
+        let caller = self.cancel.clone();
+        // One token for every stage, the walk included: a failure anywhere
+        // stops them all.
+        self.cancel = caller.child_token();
+        let scope = Scope::sharing(&self.cancel);
         let o = &self.opts;
         let filter = RestoreFilter::new(&o.includes, &o.iincludes, &o.excludes, &o.iexcludes)?;
         let (start, snap_path) = match &o.subpath {
@@ -351,71 +362,207 @@ impl<'a> Restore<'a> {
             Some(p) => (find_node(self.repo, &self.tree, p)?, join_components(&path_components(p))),
         };
         self.check_target()?;
+        let limit = if o.max_planned == 0 { 65_536 } else { o.max_planned };
+        // The batch being planned holds at most a quarter of the limit,
+        // the batches shipped and not yet finished the rest.
+        let max_batch = (limit / 4).max(1);
+        let entries = ByteBudget::new(limit - max_batch);
+        // Remote reads wait on latency, not CPU: as many as the backend
+        // serves at once.
+        let readers = self.repo.backend().connections().max(2);
+        let writers = match o.workers {
+            0 => cpus(),
+            n => n,
+        };
+        let bytes = window_budget(writers);
+        let writer = BlobWriter {
+            repo: self.repo,
+            dense: o.dense,
+            progress: &*self.progress,
+            handles: FileHandles::default(),
+        };
+        let finished = Mutex::new(RestoreResult::default());
+        let (batch_tx, batch_rx) = crossbeam_channel::unbounded();
+        let (job_tx, job_rx) = crossbeam_channel::bounded(readers);
+        let (window_tx, window_rx) = crossbeam_channel::unbounded();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let mut plan = Plan {
             batch: Batch::default(),
+            batch_limit: FIRST_BATCH.min(max_batch),
+            max_batch,
+            entries: &entries,
+            scope: &scope,
+            out: Some(batch_tx),
+            seq: 0,
             open_dirs: Vec::new(),
             pending: Vec::new(),
             first_link: HashMap::new(),
-            limit: if o.max_planned == 0 { 65_536 } else { o.max_planned },
             is_root: unsafe { libc::geteuid() } == 0,
             result: RestoreResult::default(),
         };
+        std::thread::scope(|s| {
+            let watcher = spawn(s, &scope, "arch-watch", || {
+                scope.watch();
+                Ok(())
+            });
+            let mut workers = Vec::new();
+            let done = done_tx.clone();
+            workers.push(spawn(s, &scope, "arch-restore", || dispatch(&scope, batch_rx, job_tx, done)));
+            for _ in 0..readers {
+                let (jobs, windows, done) = (job_rx.clone(), window_tx.clone(), done_tx.clone());
+                let (scope, bytes) = (&scope, &bytes);
+                workers.push(spawn(s, scope, "arch-restore-read", move || {
+                    read_packs(scope, self.repo, bytes, jobs, windows, done)
+                }));
+            }
+            drop((job_rx, window_tx));
+            for _ in 0..writers {
+                let (windows, done) = (window_rx.clone(), done_tx.clone());
+                let (scope, writer) = (&scope, &writer);
+                workers.push(spawn(s, scope, "arch-restore-write", move || {
+                    writer.write_windows(scope, windows, done)
+                }));
+            }
+            drop((window_rx, done_tx));
+            let is_root = plan.is_root;
+            let (scope_ref, finished) = (&scope, &finished);
+            let this = &self;
+            workers.push(spawn(s, &scope, "arch-restore-finish", move || {
+                this.finish_batches(scope_ref, done_rx, is_root, finished)
+            }));
+            if let Err(e) = self.plan_all(start, &snap_path, &filter, &mut plan) {
+                scope.fail(e);
+            }
+            // The content stage drains what was shipped, then ends.
+            plan.out = None;
+            for w in workers.into_iter().flatten() {
+                let _ = w.join();
+            }
+            scope.finish();
+            if let Some(w) = watcher {
+                let _ = w.join();
+            }
+        });
+        if let Some(e) = scope.take_error() {
+            return Err(e);
+        }
+        if caller.is_cancelled() {
+            return Err(ArchiveError::Cancelled);
+        }
+        let finished = finished.into_inner();
+        let mut result = plan.result;
+        result.warnings.extend(finished.warnings);
+        result.verified = finished.verified;
+        result.verify_failures = finished.verify_failures;
+        Ok(result)
+    }
+
+    /// Plans everything selected below `start` and ships the last batch.
+    fn plan_all(
+        &self,
+        start: Node,
+        snap_path: &[u8],
+        filter: &RestoreFilter,
+        plan: &mut Plan,
+    ) -> Result<(), ArchiveError> {
+        let o = &self.opts;
         if start.kind == NodeKind::Dir {
             // A directory's content goes directly into the target.
             let sub = start.subtree.ok_or_else(|| corrupt_dir(&self.target))?;
             let is_sub = o.subpath.as_deref().is_some_and(|p| !path_components(p).is_empty());
-            self.plan_tree(&sub, &self.target, &snap_path, false, &filter, &mut plan)?;
+            self.plan_tree(&sub, &self.target, snap_path, false, filter, plan)?;
             if is_sub {
                 // The target stands for the directory: it gets its metadata.
                 plan.batch.dirs_done.push((self.target.clone(), Node { subtree: None, ..start }));
             }
         } else {
-            let sel = filter.select(&snap_path, false, false);
+            let sel = filter.select(snap_path, false, false);
             if sel != Selection::Skip {
                 let path = self.target.join(OsStr::from_bytes(&start.name));
-                self.plan_node(start, path, snap_path, sel, &filter, &mut plan)?;
+                self.plan_node(start, path, snap_path.to_vec(), sel, filter, plan)?;
             }
         }
-        self.run_batch(&mut plan)?;
-        Ok(plan.result)
+        self.ship(plan)
     }
 
-    /// Adds `n` planned entries; writes the batch once it is full.
+    /// Adds `n` planned entries; ships the batch once it is full.
     fn planned(&self, plan: &mut Plan, n: usize) -> Result<(), ArchiveError> {
         plan.batch.entries += n;
-        if plan.batch.entries >= plan.limit {
-            self.run_batch(plan)?;
+        if plan.batch.entries >= plan.batch_limit {
+            self.ship(plan)?;
         }
         Ok(())
     }
 
-    /// Writes everything the batch planned and empties it: compared files,
-    /// content, hard links, file metadata, then the metadata of the
-    /// directories completed in it (children first, so a parent's mtime is
-    /// set after its children exist and nothing later writes below it).
-    fn run_batch(&self, plan: &mut Plan) -> Result<(), ArchiveError> {
+    /// Compares the batch's existing files (if-changed), creates its files
+    /// of more than one chunk at their final size, and hands it to the
+    /// content stage once the batches in flight leave room for it. A dry
+    /// run stops after comparing.
+    fn ship(&self, plan: &mut Plan) -> Result<(), ArchiveError> {
         if self.cancel.is_cancelled() {
             return Err(ArchiveError::Cancelled);
         }
         let mut batch = std::mem::take(&mut plan.batch);
+        plan.batch_limit = (plan.batch_limit * 2).min(plan.max_batch);
         self.compare_files(&mut batch, &mut plan.result)?;
-        plan.result.peak_planned = plan.result.peak_planned.max(batch.entries as u64);
+        let held = plan.entries.held() + batch.entries;
+        plan.result.peak_planned = plan.result.peak_planned.max(held as u64);
         if self.opts.dry_run {
             return Ok(());
         }
-        self.write_content(&batch)?;
+        for &(file, size) in &batch.create {
+            self.create_file(&batch.files[file as usize], size)?;
+        }
+        let permit = plan.entries.acquire(plan.scope, batch.entries)?;
+        let run = Arc::new(Running::new(plan.seq, batch, permit));
+        plan.seq += 1;
+        let out = plan.out.as_ref().expect("batches are shipped only while planning");
+        plan.scope.send(out, run)
+    }
+
+    /// Finishes the batches whose content is written, in planning order.
+    fn finish_batches(
+        &self,
+        scope: &Scope,
+        done: Receiver<Arc<Running<'_>>>,
+        is_root: bool,
+        finished: &Mutex<RestoreResult>,
+    ) -> Result<(), ArchiveError> {
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0;
+        let mut out = RestoreResult::default();
+        while let Some(run) = scope.recv(&done) {
+            waiting.insert(run.seq, run);
+            while let Some(run) = waiting.remove(&next) {
+                self.finish_batch(&run.batch, is_root, &mut out)?;
+                next += 1;
+            }
+        }
+        *finished.lock() = out;
+        Ok(())
+    }
+
+    /// Links, file metadata, then the metadata of the directories
+    /// completed in the batch (children first, so a parent's mtime is set
+    /// after its children exist and nothing later writes below it), then
+    /// `verify`.
+    fn finish_batch(
+        &self,
+        batch: &Batch,
+        is_root: bool,
+        out: &mut RestoreResult,
+    ) -> Result<(), ArchiveError> {
         for (link, original) in &batch.hardlinks {
             replace_with(link, || std::fs::hard_link(original, link))?;
         }
-        self.apply_file_metadata(&batch.meta, plan)?;
-        let warnings = &mut plan.result.warnings;
+        out.warnings.extend(self.apply_file_metadata(&batch.meta, is_root)?);
         for (path, node) in &batch.dirs_done {
-            apply_metadata(path, node, plan.is_root, warnings)?;
+            apply_metadata(path, node, is_root, &mut out.warnings)?;
         }
         if self.opts.verify {
             let (n, failures) = self.verify(&batch.verify)?;
-            plan.result.verified += n;
-            plan.result.verify_failures.extend(failures);
+            out.verified += n;
+            out.verify_failures.extend(failures);
         }
         Ok(())
     }
@@ -424,10 +571,13 @@ impl<'a> Restore<'a> {
     /// files, a share per thread: one path per syscall makes it a few
     /// microseconds each, which adds up over a tree of small files. Order
     /// among them does not matter (directories come after, in order).
-    fn apply_file_metadata(&self, meta: &[(PathBuf, Node)], plan: &mut Plan) -> Result<(), ArchiveError> {
+    fn apply_file_metadata(
+        &self,
+        meta: &[(PathBuf, Node)],
+        is_root: bool,
+    ) -> Result<Vec<Warning>, ArchiveError> {
         let threads = cpus().min(8);
         let share = meta.len().div_ceil(threads).max(1024);
-        let is_root = plan.is_root;
         let results: Vec<Result<Vec<Warning>, ArchiveError>> = std::thread::scope(|s| {
             let handles: Vec<_> = meta
                 .chunks(share)
@@ -446,10 +596,11 @@ impl<'a> Restore<'a> {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
         });
+        let mut warnings = Vec::new();
         for r in results {
-            plan.result.warnings.extend(r?);
+            warnings.extend(r?);
         }
-        Ok(())
+        Ok(warnings)
     }
 
     fn check_target(&self) -> Result<(), ArchiveError> {
@@ -877,155 +1028,6 @@ impl<'a> Restore<'a> {
         failures.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((files.len() as u64, failures))
     }
-
-    /// Creates the batch's new files (but those of one chunk, which the
-    /// worker writing the chunk creates), then writes their content: each
-    /// worker takes whole packs (biggest first), reads what it needs of a
-    /// pack in windows of a few MiB, decrypts in place and writes every
-    /// blob with positional writes, so workers fill different parts of a
-    /// large file at once.
-    fn write_content(&self, batch: &Batch) -> Result<(), ArchiveError> {
-        let mut packs: Vec<(&PackId, &PackBlobs)> = batch.packs.iter().collect();
-        // Bigger packs first so the tail of the run is not one big pack.
-        packs.sort_by_key(|(id, blobs)| (std::cmp::Reverse(blobs.len()), **id));
-        // Remote reads wait on latency, not CPU: as many as the backend
-        // serves at once.
-        let workers = match self.opts.workers {
-            0 => cpus().max(2).max(self.repo.backend().connections()),
-            n => n,
-        }
-        .min(packs.len().max(batch.create.len()).max(1));
-        let scope = Scope::new(&self.cancel);
-        let next_file = AtomicUsize::new(0);
-        let created = AtomicUsize::new(0);
-        let next = AtomicUsize::new(0);
-        let handles = FileHandles::default();
-        std::thread::scope(|s| {
-            let watcher = spawn(s, &scope, "arch-watch", || {
-                scope.watch();
-                Ok(())
-            });
-            let mut ws = Vec::new();
-            for _ in 0..workers {
-                ws.push(spawn(s, &scope, "arch-restore", || {
-                    // Creating files is metadata work the kernel serialises
-                    // per directory only: spread it over the workers too.
-                    loop {
-                        if scope.is_cancelled() {
-                            return Ok(());
-                        }
-                        let i = next_file.fetch_add(1, Ordering::Relaxed);
-                        let Some(&(file, size)) = batch.create.get(i) else { break };
-                        self.create_file(&batch.files[file as usize], size)?;
-                        created.fetch_add(1, Ordering::Release);
-                    }
-                    // Content only once every file exists (a pack may hold
-                    // blobs of a file another worker is creating).
-                    while created.load(Ordering::Acquire) < batch.create.len() {
-                        if scope.is_cancelled() {
-                            return Ok(());
-                        }
-                        std::thread::yield_now();
-                    }
-                    let mut decoder = BlobDecoder::new()?;
-                    loop {
-                        if scope.is_cancelled() {
-                            return Ok(());
-                        }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((pack, blobs)) = packs.get(i) else {
-                            return Ok(());
-                        };
-                        self.restore_pack(pack, blobs, batch, &handles, &mut decoder)?;
-                    }
-                }));
-            }
-            for w in ws.into_iter().flatten() {
-                let _ = w.join();
-            }
-            scope.finish();
-            if let Some(w) = watcher {
-                let _ = w.join();
-            }
-        });
-        if let Some(e) = scope.take_error() {
-            return Err(e);
-        }
-        if self.cancel.is_cancelled() {
-            return Err(ArchiveError::Cancelled);
-        }
-        Ok(())
-    }
-
-    /// Reads the needed blobs of `pack` in pack order, a window of at most
-    /// [`READ_WINDOW`] bytes per read (a bigger blob is one read of its
-    /// own), so a worker holds a few MiB whatever the pack size, and a run
-    /// of unneeded blobs longer than [`READ_GAP`] is skipped, not read.
-    fn restore_pack(
-        &self,
-        pack: &PackId,
-        blobs: &[(BlobLocation, Vec<Placement>)],
-        batch: &Batch,
-        handles: &FileHandles,
-        decoder: &mut BlobDecoder,
-    ) -> Result<(), ArchiveError> {
-        let span = |(l, _): &&(BlobLocation, Vec<Placement>)| {
-            (u64::from(l.blob.offset), u64::from(l.blob.offset) + u64::from(l.blob.length))
-        };
-        let mut order: Vec<_> = blobs.iter().collect();
-        order.sort_by_key(|b| span(b).0);
-        let mut rest = &order[..];
-        while let Some(first) = rest.first() {
-            let (start, mut end) = span(first);
-            let mut n = 1;
-            for b in &rest[1..] {
-                let (from, to) = span(b);
-                if to - start > READ_WINDOW || from > end + READ_GAP {
-                    break;
-                }
-                end = end.max(to);
-                n += 1;
-            }
-            let mut data = self
-                .repo
-                .backend()
-                .read_range(FileKind::Pack, &pack.to_hex(), start, end - start)
-                .map_err(arch_repository::RepoError::from)?;
-            for (loc, places) in &rest[..n] {
-                let from = (u64::from(loc.blob.offset) - start) as usize;
-                let sealed = &mut data[from..from + loc.blob.length as usize];
-                let plain = decoder.decode(self.repo.key(), loc, sealed)?;
-                self.write_blob(plain, places, batch, handles)?;
-            }
-            rest = &rest[n..];
-        }
-        Ok(())
-    }
-
-    /// Writes one decoded blob everywhere it goes (an all-zero one stays a
-    /// hole unless `dense`).
-    fn write_blob(
-        &self,
-        plain: &[u8],
-        places: &[Placement],
-        batch: &Batch,
-        handles: &FileHandles,
-    ) -> Result<(), ArchiveError> {
-        let hole = !self.opts.dense && is_zero(plain);
-        for p in places {
-            let path = &batch.files[p.file as usize];
-            if p.fresh {
-                let f = create_new(path)?;
-                if hole { f.set_len(plain.len() as u64) } else { std::io::Write::write_all(&mut &f, plain) }
-                    .map_err(|e| ArchiveError::io("write", path, e))?;
-            } else if !hole {
-                let f = handles.get(p.file, path)?;
-                f.write_all_at(plain, p.file_offset).map_err(|e| ArchiveError::io("write", path, e))?;
-            }
-            self.progress.bytes_processed(plain.len() as u64);
-        }
-        Ok(())
-    }
 }
 
 /// CPUs this process may use (2 when unknown).
@@ -1033,17 +1035,9 @@ fn cpus() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-/// The most bytes one pack read covers (see [`Restore::restore_pack`]).
-const READ_WINDOW: u64 = 4 << 20;
-/// Unneeded bytes between two needed blobs that are read rather than
-/// skipped with a new read.
-const READ_GAP: u64 = 256 << 10;
-
-/// Creates a file that must not exist yet (one in the way is replaced),
-/// private until its metadata is applied.
-fn create_new(path: &Path) -> Result<std::fs::File, ArchiveError> {
-    replace_with(path, || OpenOptions::new().write(true).create_new(true).mode(0o600).open(path))
-}
+/// Entries of the first batch: small, so writing starts while the walk
+/// goes on (later batches double up to a quarter of the limit).
+const FIRST_BATCH: usize = 4096;
 
 impl Batch {
     fn add_meta(&mut self, path: PathBuf, node: Node) {

@@ -22,11 +22,12 @@ use crate::metadata::write_xattr;
 /// exhaust descriptors.
 #[derive(Default)]
 pub(crate) struct FileHandles {
-    open: Mutex<HashMap<u32, Arc<File>>>,
+    open: Mutex<HashMap<u64, Arc<File>>>,
 }
 
 impl FileHandles {
-    pub(crate) fn get(&self, file: u32, path: &Path) -> Result<Arc<File>, ArchiveError> {
+    /// The write handle of `path`, known to the caller as `file`.
+    pub(crate) fn get(&self, file: u64, path: &Path) -> Result<Arc<File>, ArchiveError> {
         let mut open = self.open.lock();
         if let Some(f) = open.get(&file) {
             return Ok(Arc::clone(f));
@@ -43,6 +44,12 @@ impl FileHandles {
 /// Opens an existing file for writing; never through a symlink.
 pub(crate) fn open_for_writing(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path)
+}
+
+/// Creates a file that must not exist yet (one in the way is replaced),
+/// private until its metadata is applied.
+pub(crate) fn create_new(path: &Path) -> Result<File, ArchiveError> {
+    replace_with(path, || OpenOptions::new().write(true).create_new(true).mode(0o600).open(path))
 }
 
 /// Checks a restored file against its chunks: the error says where it differs.

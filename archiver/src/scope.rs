@@ -30,9 +30,17 @@ pub(crate) struct Scope {
 impl Scope {
     /// A scope that is cancelled with `parent` (and on the first error).
     pub(crate) fn new(parent: &CancellationToken) -> Scope {
+        Scope::sharing(&parent.child_token())
+    }
+
+    /// A scope whose cancellation is `token` itself, not a child of it: a
+    /// failure in any pool cancels `token`, so work that only sees the
+    /// token (a planner walking a tree) stops too. [`Scope::finish`]
+    /// cancels it as well: give it a token of its own.
+    pub(crate) fn sharing(token: &CancellationToken) -> Scope {
         let (tx, rx) = crossbeam_channel::bounded(0);
         Scope {
-            token: parent.child_token(),
+            token: token.clone(),
             first_error: Mutex::new(None),
             done_tx: Mutex::new(Some(tx)),
             done_rx: rx,
