@@ -244,7 +244,14 @@ pub fn walk(root: &Path) -> Vec<(PathBuf, fs::Metadata)> {
         names.sort();
         for n in names {
             let path = dir.join(n);
-            let md = fs::symlink_metadata(&path).unwrap();
+            // A tree that is being written (a repository polled while a
+            // backup runs) loses entries between the listing and the stat:
+            // a staging file renamed to its pack name, say.
+            let md = match fs::symlink_metadata(&path) {
+                Ok(md) => md,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("stat {}: {e}", path.display()),
+            };
             if md.is_dir() {
                 stack.push(path.clone());
             }
