@@ -46,10 +46,10 @@ pub(crate) type PackBlobs = Vec<(BlobLocation, Vec<Placement>)>;
 const READ_WINDOW: u64 = 4 << 20;
 
 /// Bytes read and not yet written: a window for each writer and one read
-/// ahead. More would only let the readers run further ahead of writers
-/// that are the slower side anyway.
-pub(crate) fn window_budget(writers: usize) -> ByteBudget {
-    ByteBudget::new(READ_WINDOW as usize * (writers + 1))
+/// ahead, or one for each reader where there are more (a remote backend
+/// keeps many reads in flight; a local disk keeps up with one ahead).
+pub(crate) fn window_budget(readers: usize, writers: usize) -> ByteBudget {
+    ByteBudget::new(READ_WINDOW as usize * readers.max(writers + 1))
 }
 /// Unneeded bytes between two needed blobs that are read rather than
 /// skipped with a new read.
