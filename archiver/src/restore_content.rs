@@ -51,6 +51,7 @@ const READ_WINDOW: u64 = 4 << 20;
 pub(crate) fn window_budget(readers: usize, writers: usize) -> ByteBudget {
     ByteBudget::new(READ_WINDOW as usize * readers.max(writers + 1))
 }
+
 /// Unneeded bytes between two needed blobs that are read rather than
 /// skipped with a new read.
 const READ_GAP: u64 = 256 << 10;
