@@ -75,9 +75,10 @@ pub struct RestoreOptions {
     pub mode: OverwriteMode,
     /// Write zero chunks as data instead of holes (default: holes).
     pub dense: bool,
-    /// Threads reading packs. Default: the number of CPUs, at least 2, so
-    /// decryption of one pack overlaps the read of the next, and at least
-    /// the backend's [`connections`](arch_repository::Backend::connections).
+    /// Threads decrypting, verifying and writing blobs. Default: the number
+    /// of CPUs. Packs are read by threads of their own, as many as the
+    /// backend's [`connections`](arch_repository::Backend::connections)
+    /// and at least 2, so reads overlap the writing.
     pub workers: usize,
     /// Restore only this path of the snapshot. A directory's content lands
     /// directly in the target (as restic's `snapshot:subpath`); a file or
@@ -128,7 +129,7 @@ impl RestoreOptions {
         self.dense = yes;
         self
     }
-    /// Pack reader threads.
+    /// Blob writer threads (see [`RestoreOptions::workers`]).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
