@@ -2,8 +2,7 @@
 
 use std::path::PathBuf;
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use ring::{digest, hmac};
 use zeroize::Zeroizing;
 
 use crate::backend_url::BackendOptions;
@@ -131,13 +130,11 @@ fn ini_section(text: &str, name: &str) -> Vec<(String, String)> {
 }
 
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(&Sha256::digest(data))
+    hex::encode(digest::digest(&digest::SHA256, data).as_ref())
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data).as_ref().to_vec()
 }
 
 /// A request to sign: everything Signature V4 covers.
@@ -177,11 +174,11 @@ pub(crate) fn sign(req: &ToSign, creds: &Credentials, region: &str) -> Vec<(&'st
     let scope = format!("{date}/{region}/s3/aws4_request");
     let string_to_sign =
         format!("AWS4-HMAC-SHA256\n{}\n{scope}\n{}", req.amz_date, sha256_hex(canonical.as_bytes()));
-    let mut key = hmac(format!("AWS4{}", creds.secret_key.as_str()).as_bytes(), date.as_bytes());
+    let mut key = hmac_sha256(format!("AWS4{}", creds.secret_key.as_str()).as_bytes(), date.as_bytes());
     for part in [region, "s3", "aws4_request"] {
-        key = hmac(&key, part.as_bytes());
+        key = hmac_sha256(&key, part.as_bytes());
     }
-    let signature = hex::encode(&hmac(&key, string_to_sign.as_bytes()));
+    let signature = hex::encode(&hmac_sha256(&key, string_to_sign.as_bytes()));
     headers.push((
         "authorization",
         format!(
