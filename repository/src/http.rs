@@ -147,7 +147,7 @@ impl Client {
             Some(data) => b.body(data).map(|r| self.agent.run(r)),
             None => b.body(()).map(|r| self.agent.run(r)),
         };
-        let mut resp = match result {
+        let resp = match result {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(transport(e)),
             Err(e) => {
@@ -157,14 +157,14 @@ impl Client {
                 })
             }
         };
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
+        // The headers are moved out of the response, not copied.
+        let (parts, mut body) = resp.into_parts();
         let body = if method == "HEAD" {
             Vec::new()
         } else {
-            resp.body_mut().with_config().limit(MAX_BODY).read_to_vec().map_err(transport)?
+            body.with_config().limit(MAX_BODY).read_to_vec().map_err(transport)?
         };
-        Ok(Reply { status, headers, body })
+        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
     }
 }
 

@@ -11,7 +11,7 @@ use crate::http::{
 use crate::local::valid_name;
 
 /// Default concurrent requests.
-pub(crate) const DEFAULT_CONNECTIONS: usize = 8;
+const DEFAULT_CONNECTIONS: usize = 8;
 
 const V2: &str = "application/vnd.x.restic.rest.v2";
 

@@ -11,7 +11,7 @@ use crate::s3_auth::{self, sha256_hex, Credentials, ToSign};
 
 /// Default concurrent requests: S3 latency is per request, so several in
 /// flight keep a link busy.
-pub(crate) const DEFAULT_CONNECTIONS: usize = 8;
+const DEFAULT_CONNECTIONS: usize = 8;
 
 /// Objects live under `[prefix/]` with the local layout (`config`,
 /// `keys/<id>`, `data/<2 hex>/<id>`, …), so a repository can be moved
