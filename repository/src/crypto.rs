@@ -1,3 +1,5 @@
+use std::ops::Range;
+
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
 use zeroize::Zeroizing;
 
@@ -72,26 +74,30 @@ impl Key {
     /// Opens sealed bytes in place: on success the returned slice (inside
     /// `sealed`) is the plaintext. Nothing is copied or allocated.
     pub fn open_in_place<'a>(&self, sealed: &'a mut [u8]) -> Result<&'a mut [u8], AuthError> {
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(AuthError);
-        }
-        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
-        let at = rest.len() - TAG_LEN;
-        let (ct, tag) = rest.split_at_mut(at);
-        let nonce: [u8; NONCE_LEN] = (&*nonce).try_into().map_err(|_| AuthError)?;
-        let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| AuthError)?;
-        let (aead, n) = self.message_key(&nonce);
-        aead.open_in_place_separate_tag(n, Aad::empty(), Tag::from(tag), ct, 0..).map_err(|_| AuthError)?;
+        let (nonce, ct, tag) = split_sealed(sealed)?;
+        let ct = &mut sealed[ct];
+        self.open_ciphertext(&nonce, ct, tag)?;
         Ok(ct)
     }
 
-    /// Opens sealed bytes, returning the plaintext.
+    /// Opens sealed bytes, returning the plaintext (one copy: the
+    /// ciphertext, decrypted in place).
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
-        let mut buf = sealed.to_vec();
-        let n = self.open_in_place(&mut buf)?.len();
-        buf.drain(..NONCE_LEN);
-        buf.truncate(n);
+        let (nonce, ct, tag) = split_sealed(sealed)?;
+        let mut buf = sealed[ct].to_vec();
+        self.open_ciphertext(&nonce, &mut buf, tag)?;
         Ok(buf)
+    }
+
+    fn open_ciphertext(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        ct: &mut [u8],
+        tag: [u8; TAG_LEN],
+    ) -> Result<(), AuthError> {
+        let (aead, n) = self.message_key(nonce);
+        aead.open_in_place_separate_tag(n, Aad::empty(), Tag::from(tag), ct, 0..).map_err(|_| AuthError)?;
+        Ok(())
     }
 
     /// The ChaCha20-Poly1305 key and nonce of the message sealed under
@@ -105,6 +111,19 @@ impl Key {
         n[4..].copy_from_slice(suffix);
         (aead, Nonce::assume_unique_for_key(n))
     }
+}
+
+/// The parts of sealed bytes: nonce, where the ciphertext is, tag.
+type Parts = ([u8; NONCE_LEN], Range<usize>, [u8; TAG_LEN]);
+
+fn split_sealed(sealed: &[u8]) -> Result<Parts, AuthError> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(AuthError);
+    }
+    let ct = NONCE_LEN..sealed.len() - TAG_LEN;
+    let nonce = sealed[..NONCE_LEN].try_into().map_err(|_| AuthError)?;
+    let tag = sealed[ct.end..].try_into().map_err(|_| AuthError)?;
+    Ok((nonce, ct, tag))
 }
 
 /// HChaCha20 (draft-irtf-cfrg-xchacha, section 2.2): the ChaCha20 block
