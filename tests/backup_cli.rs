@@ -130,15 +130,6 @@ fn repo_listing(repo: &Path) -> Vec<(PathBuf, u64)> {
     v
 }
 
-/// Names under `repo` that look like temporary files.
-fn temp_files(repo: &Path) -> Vec<PathBuf> {
-    walk(repo)
-        .into_iter()
-        .filter(|(p, _)| p.file_name().unwrap().as_bytes().starts_with(b".tmp"))
-        .map(|(p, _)| p)
-        .collect()
-}
-
 fn chown_tree(root: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::lchown(root, Some(uid), Some(gid)).unwrap();
     for (p, _) in walk(root) {

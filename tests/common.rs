@@ -231,6 +231,15 @@ pub fn build_fixture(root: &Path) {
     set_mtime(root, 0);
 }
 
+/// Names under `repo` that look like temporary files (`.tmp*`).
+pub fn temp_files(repo: &Path) -> Vec<PathBuf> {
+    walk(repo)
+        .into_iter()
+        .filter(|(p, _)| p.file_name().is_some_and(|n| n.as_bytes().starts_with(b".tmp")))
+        .map(|(p, _)| p)
+        .collect()
+}
+
 /// Every entry under `root` (not `root` itself), parents before children,
 /// with its lstat metadata. Does not follow symlinks.
 pub fn walk(root: &Path) -> Vec<(PathBuf, fs::Metadata)> {

@@ -257,29 +257,13 @@ fn a_backup_killed_with_sigkill_does_not_block_the_next_one() {
     assert_eq!(common::object_count(&repo_dir, "locks"), 0);
 }
 
-/// `.tmp-*` files anywhere under `dir`.
-fn temp_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn a_staging_file_left_by_a_killed_backup_is_ignored_and_pruned_once_stale() {
     let (_t, work) = common::tempdir();
     let env = ArchEnv::new(&work).var("ARCH_PASSWORD", common::PASSWORD);
     let repo_dir = work.join("repo");
-    let src = kill_a_backup_when(&env, &work, &repo_dir, || !temp_files(&repo_dir.join("data")).is_empty());
-    let mut left = temp_files(&repo_dir);
+    let src = kill_a_backup_when(&env, &work, &repo_dir, || !common::temp_files(&repo_dir.join("data")).is_empty());
+    let mut left = common::temp_files(&repo_dir);
     if left.is_empty() {
         // The kill landed between two packs: leave what it would have.
         let p = repo_dir.join("data/.tmp-staging-0123456789abcdef");
@@ -298,7 +282,7 @@ fn a_staging_file_left_by_a_killed_backup_is_ignored_and_pruned_once_stale() {
         filetime::set_file_mtime(p, old).unwrap();
     }
     env.run(&common::args(&[&"prune", &"--repo", &repo_dir])).ok("prune");
-    assert_eq!(temp_files(&repo_dir), Vec::<PathBuf>::new());
+    assert_eq!(common::temp_files(&repo_dir), Vec::<PathBuf>::new());
     env.run(&common::args(&[&"check", &"--repo", &repo_dir, &"--read-data"])).ok("check after prune");
 }
 
