@@ -70,15 +70,6 @@ impl FinishedPack {
         self.len == 0
     }
 
-    /// The bytes of a pack built in memory ([`PackWriter::new`]); `None`
-    /// for staged and counted packs.
-    pub fn bytes(&self) -> Option<&[u8]> {
-        match &self.body {
-            PackBody::Memory(v) => Some(v),
-            _ => None,
-        }
-    }
-
     pub(crate) fn into_body(self) -> (PackId, Vec<PackedBlob>, PackBody) {
         (self.id, self.blobs, self.body)
     }
@@ -119,8 +110,10 @@ impl PackWriter {
     }
 
     /// Seals `payload` (the blob's plaintext, compressed or not as
-    /// `compression` says) into the pack.
-    pub fn add(
+    /// `compression` says) into the pack. Tests build packs with it; the
+    /// pipelines seal in place and call [`PackWriter::add_sealed`].
+    #[cfg(test)]
+    pub(crate) fn add(
         &mut self,
         key: &Key,
         id: BlobId,
@@ -295,7 +288,7 @@ mod tests {
             w.add(&key, Id::hash(&data), &data, data.len() as u32, Compression::None).unwrap();
         }
         let p = w.finish(&key).unwrap();
-        let data = p.bytes().unwrap().to_vec();
+        let data = p.test_bytes();
         assert_eq!(p.id, Id::hash(&data));
         assert_eq!(p.len(), data.len() as u64);
         let blobs = parse_pack(&key, &p.id, &data).unwrap();
