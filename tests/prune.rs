@@ -262,7 +262,8 @@ fn a_staging_file_left_by_a_killed_backup_is_ignored_and_pruned_once_stale() {
     let (_t, work) = common::tempdir();
     let env = ArchEnv::new(&work).var("ARCH_PASSWORD", common::PASSWORD);
     let repo_dir = work.join("repo");
-    let src = kill_a_backup_when(&env, &work, &repo_dir, || !common::temp_files(&repo_dir.join("data")).is_empty());
+    let src =
+        kill_a_backup_when(&env, &work, &repo_dir, || !common::temp_files(&repo_dir.join("data")).is_empty());
     let mut left = common::temp_files(&repo_dir);
     if left.is_empty() {
         // The kill landed between two packs: leave what it would have.

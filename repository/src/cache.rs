@@ -238,6 +238,26 @@ impl CachedBackend {
             }
         }
     }
+
+    /// Whether an object of this kind and name is kept locally: the
+    /// config, indexes, snapshots and the packs holding trees.
+    fn keeps(&self, kind: FileKind, name: &str) -> bool {
+        match kind {
+            FileKind::Config | FileKind::Index | FileKind::Snapshot => true,
+            FileKind::Pack => self.is_tree_pack(name),
+            _ => false,
+        }
+    }
+
+    /// Keeps the bytes of an object just written or read, if its kind is
+    /// kept (the config is only learned, for the cache's own checks).
+    fn remember(&self, kind: FileKind, name: &str, data: &[u8]) {
+        match kind {
+            FileKind::Config => self.learn_config(data),
+            _ if self.keeps(kind, name) => self.store(kind, name, data),
+            _ => {}
+        }
+    }
 }
 
 /// Writes `data` to a temporary file beside `path` (0600) and renames it
@@ -275,12 +295,7 @@ impl Backend for CachedBackend {
 
     fn create(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
         self.inner.create(kind, name, data)?;
-        match kind {
-            FileKind::Config => self.learn_config(data),
-            FileKind::Index | FileKind::Snapshot => self.store(kind, name, data),
-            FileKind::Pack if self.is_tree_pack(name) => self.store(kind, name, data),
-            _ => {}
-        }
+        self.remember(kind, name, data);
         Ok(())
     }
 
@@ -297,19 +312,11 @@ impl Backend for CachedBackend {
         self.inner.create_from_file(kind, name, staged)?;
         // The staging file is still open (even if it was moved into place):
         // read the cached kinds back from it, never from the backend.
-        let cached = match kind {
-            FileKind::Config | FileKind::Index | FileKind::Snapshot => true,
-            FileKind::Pack => self.is_tree_pack(name),
-            _ => false,
-        };
-        if cached {
+        if self.keeps(kind, name) {
             // The cache is an optimisation: a failed read-back only means
             // the object is not cached.
             if let Ok(data) = staged.read_all() {
-                match kind {
-                    FileKind::Config => self.learn_config(&data),
-                    _ => self.store(kind, name, &data),
-                }
+                self.remember(kind, name, &data);
             }
         }
         Ok(())
@@ -326,12 +333,7 @@ impl Backend for CachedBackend {
             }
         }
         let bytes = self.inner.read(kind, name)?;
-        match kind {
-            FileKind::Config => self.learn_config(&bytes),
-            FileKind::Index | FileKind::Snapshot => self.store(kind, name, &bytes),
-            FileKind::Pack if self.is_tree_pack(name) => self.store(kind, name, &bytes),
-            _ => {}
-        }
+        self.remember(kind, name, &bytes);
         Ok(bytes)
     }
 
