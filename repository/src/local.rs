@@ -1,5 +1,5 @@
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -138,11 +138,7 @@ impl Backend for LocalBackend {
         // One write path for every object: staged, synced, moved into place
         // without replacing anything.
         let mut staged = self.staging_file(kind)?;
-        staged.file().write_all(data).map_err(|e| BackendError::Io {
-            op: "write",
-            path: staged.describe(),
-            source: e,
-        })?;
+        staged.write_all("write", data)?;
         self.create_from_file(kind, name, &mut staged)
     }
 

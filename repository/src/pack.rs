@@ -1,9 +1,7 @@
-use std::io::Write;
-
 use arch_index::{BlobId, BlobType, Compression, Id, PackId, PackedBlob};
 
 use crate::crypto::{Key, SEAL_OVERHEAD};
-use crate::error::{BackendError, RepoError};
+use crate::error::RepoError;
 use crate::staging::StagingFile;
 
 const MAGIC: &[u8; 4] = b"APCK";
@@ -156,11 +154,7 @@ impl PackWriter {
         match &mut self.out {
             PackBody::Memory(v) => v.extend_from_slice(bytes),
             PackBody::File(f) => {
-                f.file().write_all(bytes).map_err(|e| BackendError::Io {
-                    op: "write staging file",
-                    path: f.describe(),
-                    source: e,
-                })?;
+                f.write_all("write staging file", bytes)?;
             }
             PackBody::Nowhere => {}
         }

@@ -3,7 +3,7 @@
 //! handed to [`Backend::create_from_file`](crate::Backend::create_from_file).
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -54,6 +54,11 @@ impl StagingFile {
     /// dropping this value must not remove it.
     pub fn moved(&mut self) {
         self.path = None;
+    }
+
+    /// Appends `bytes`; a failure is an error of `op` on this file.
+    pub fn write_all(&self, op: &'static str, bytes: &[u8]) -> Result<(), BackendError> {
+        (&self.file).write_all(bytes).map_err(|e| BackendError::Io { op, path: self.describe(), source: e })
     }
 
     /// The whole content, read with positional reads (the write position
