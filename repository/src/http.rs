@@ -229,31 +229,56 @@ pub(crate) fn object(kind: FileKind, name: &str) -> String {
     }
 }
 
-/// Whether a reply to a range GET is one [`range_body`] understands.
-pub(crate) fn is_range_reply(status: u16) -> bool {
-    matches!(status, 200 | 206 | 416)
+/// The reads every HTTP backend makes the same way, on top of its own GET
+/// and its own wording of a bad reply.
+pub(crate) trait HttpReads {
+    /// GET of the whole object, or of `(offset, length)`; a missing object
+    /// is `NotFound`, any other reply is returned.
+    fn get(&self, kind: FileKind, name: &str, range: Option<(u64, u64)>) -> Result<Reply, BackendError>;
+
+    /// The error for a reply the operation cannot use.
+    fn status_error(&self, op: &'static str, object: String, r: &Reply) -> BackendError;
+
+    /// The whole object (a 200 reply's body).
+    fn read_whole(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
+        let r = self.get(kind, name, None)?;
+        if r.status != 200 {
+            return Err(self.status_error("read", object(kind, name), &r));
+        }
+        Ok(r.body)
+    }
+
+    /// Exactly `length` bytes at `offset`: 206 carries the range, 200 the
+    /// whole object (a server that ignores Range), 416 says the object ends
+    /// before `offset` (a short read). Cut in place, without copying.
+    fn read_part(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, BackendError> {
+        if length == 0 {
+            return Ok(Vec::new());
+        }
+        let r = self.get(kind, name, Some((offset, length)))?;
+        let body = match r.status {
+            206 => r.body,
+            200 => {
+                let mut body = r.body;
+                body.drain(..(offset as usize).min(body.len()));
+                body
+            }
+            416 => Vec::new(),
+            _ => return Err(self.status_error("read", object(kind, name), &r)),
+        };
+        exact_range(body, kind, name, offset, length)
+    }
 }
 
-/// The requested bytes from a reply to a range GET (see
-/// [`is_range_reply`]): 206 carries the range, 200 the whole object (a
-/// server that ignores Range), 416 says the object ends before `offset`.
-/// Cut in place, without copying the body.
-pub(crate) fn range_body(
-    r: Reply,
-    kind: FileKind,
-    name: &str,
-    offset: u64,
-    length: u64,
-) -> Result<Vec<u8>, BackendError> {
-    let mut body = r.body;
-    match r.status {
-        206 => {}
-        200 => {
-            body.drain(..(offset as usize).min(body.len()));
-        }
-        _ => body.clear(),
-    }
-    exact_range(body, kind, name, offset, length)
+/// The Range header of a GET of `length` (> 0) bytes at `offset`.
+pub(crate) fn range_header(offset: u64, length: u64) -> (&'static str, String) {
+    ("range", format!("bytes={offset}-{}", offset + length - 1))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (and

@@ -5,7 +5,7 @@ use crate::backend::{Backend, FileInfo, FileKind};
 use crate::backend_url::{BackendOptions, Endpoint};
 use crate::error::{BackendError, RemoteErrorClass};
 use crate::http::{
-    base64, is_range_reply, object, range_body, status_class, uri_encode, Client, RemoteErrors, Reply,
+    base64, object, range_header, status_class, uri_encode, Client, HttpReads, RemoteErrors, Reply,
     TransportError,
 };
 use crate::local::valid_name;
@@ -72,17 +72,6 @@ impl RestBackend {
         self.client.send(method, url, &headers, body)
     }
 
-    fn status_error(&self, op: &'static str, object: String, r: &Reply) -> BackendError {
-        let class = status_class(r.status);
-        let mut cause = r.describe();
-        if r.status == 401 {
-            cause.push_str(" (check the user and password in the rest: URL)");
-        } else if r.status == 403 {
-            cause.push_str(" (the server refuses this; an append-only server refuses deletes)");
-        }
-        self.errors.remote(op, object, cause, class)
-    }
-
     fn checked(&self, op: &'static str, kind: FileKind, name: &str) -> Result<String, BackendError> {
         self.errors.check_name(op, kind, name)?;
         Ok(self.url(kind, name))
@@ -99,23 +88,37 @@ impl RestBackend {
             _ => Err(self.status_error("stat", object(kind, name), &r)),
         }
     }
-
-    fn get(&self, kind: FileKind, name: &str, extra: &[(&str, String)]) -> Result<Reply, BackendError> {
-        let url = self.checked("read", kind, name)?;
-        let r = self
-            .send("GET", &url, extra, None)
-            .map_err(|e| self.errors.transport("read", object(kind, name), e))?;
-        if r.status == 404 {
-            return Err(self.errors.not_found(kind, name));
-        }
-        Ok(r)
-    }
 }
 
 #[derive(serde::Deserialize)]
 struct Entry {
     name: String,
     size: u64,
+}
+
+impl HttpReads for RestBackend {
+    fn get(&self, kind: FileKind, name: &str, range: Option<(u64, u64)>) -> Result<Reply, BackendError> {
+        let url = self.checked("read", kind, name)?;
+        let extra: Vec<_> = range.map(|(o, l)| range_header(o, l)).into_iter().collect();
+        let r = self
+            .send("GET", &url, &extra, None)
+            .map_err(|e| self.errors.transport("read", object(kind, name), e))?;
+        if r.status == 404 {
+            return Err(self.errors.not_found(kind, name));
+        }
+        Ok(r)
+    }
+
+    fn status_error(&self, op: &'static str, object: String, r: &Reply) -> BackendError {
+        let class = status_class(r.status);
+        let mut cause = r.describe();
+        if r.status == 401 {
+            cause.push_str(" (check the user and password in the rest: URL)");
+        } else if r.status == 403 {
+            cause.push_str(" (the server refuses this; an append-only server refuses deletes)");
+        }
+        self.errors.remote(op, object, cause, class)
+    }
 }
 
 impl Backend for RestBackend {
@@ -165,11 +168,7 @@ impl Backend for RestBackend {
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
-        let r = self.get(kind, name, &[])?;
-        if r.status != 200 {
-            return Err(self.status_error("read", object(kind, name), &r));
-        }
-        Ok(r.body)
+        self.read_whole(kind, name)
     }
 
     fn read_range(
@@ -179,14 +178,7 @@ impl Backend for RestBackend {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, BackendError> {
-        if length == 0 {
-            return Ok(Vec::new());
-        }
-        let r = self.get(kind, name, &[("range", format!("bytes={offset}-{}", offset + length - 1))])?;
-        if !is_range_reply(r.status) {
-            return Err(self.status_error("read", object(kind, name), &r));
-        }
-        range_body(r, kind, name, offset, length)
+        self.read_part(kind, name, offset, length)
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {

@@ -4,7 +4,7 @@ use crate::backend::{Backend, FileInfo, FileKind};
 use crate::backend_url::{BackendOptions, Endpoint};
 use crate::error::{BackendError, RemoteErrorClass};
 use crate::http::{
-    is_range_reply, object, range_body, status_class, uri_encode, Client, RemoteErrors, Reply, TransportError,
+    object, range_header, status_class, uri_encode, Client, HttpReads, RemoteErrors, Reply, TransportError,
 };
 use crate::local::valid_name;
 use crate::s3_auth::{self, sha256_hex, Credentials, ToSign};
@@ -117,6 +117,40 @@ impl S3Backend {
         self.client.send(method, &url, &headers, body)
     }
 
+    fn head(&self, kind: FileKind, name: &str) -> Result<bool, BackendError> {
+        let key = self.key(kind, name);
+        let r = self
+            .send("HEAD", Some(&key), &[], &[], None)
+            .map_err(|e| self.errors.transport("stat", object(kind, name), e))?;
+        match r.status {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.status_error("stat", object(kind, name), &r)),
+        }
+    }
+}
+
+fn key_less(op: &str) -> bool {
+    op == "list" || op == "open bucket"
+}
+
+impl HttpReads for S3Backend {
+    /// GET (whole or a range) of an object, mapping 404 to NotFound.
+    fn get(&self, kind: FileKind, name: &str, range: Option<(u64, u64)>) -> Result<Reply, BackendError> {
+        self.errors.check_name("read", kind, name)?;
+        let key = self.key(kind, name);
+        let extra: Vec<_> = range.map(|(o, l)| range_header(o, l)).into_iter().collect();
+        let r = self
+            .send("GET", Some(&key), &[], &extra, None)
+            .map_err(|e| self.errors.transport("read", object(kind, name), e))?;
+        if r.status == 404
+            && first_tag(&String::from_utf8_lossy(&r.body), "Code").as_deref() != Some("NoSuchBucket")
+        {
+            return Err(self.errors.not_found(kind, name));
+        }
+        Ok(r)
+    }
+
     /// The error for an unexpected HTTP status, with S3's own error code
     /// and message when the body has them.
     fn status_error(&self, op: &'static str, object: String, r: &Reply) -> BackendError {
@@ -148,41 +182,6 @@ impl S3Backend {
         }
         self.errors.remote(op, object, cause, class)
     }
-
-    /// GET (whole or a range) of an object, mapping 404 to NotFound.
-    fn get(&self, kind: FileKind, name: &str, range: Option<(u64, u64)>) -> Result<Reply, BackendError> {
-        self.errors.check_name("read", kind, name)?;
-        let key = self.key(kind, name);
-        let extra: Vec<(&str, String)> = match range {
-            Some((o, l)) => vec![("range", format!("bytes={o}-{}", o + l - 1))],
-            None => vec![],
-        };
-        let r = self
-            .send("GET", Some(&key), &[], &extra, None)
-            .map_err(|e| self.errors.transport("read", object(kind, name), e))?;
-        if r.status == 404
-            && first_tag(&String::from_utf8_lossy(&r.body), "Code").as_deref() != Some("NoSuchBucket")
-        {
-            return Err(self.errors.not_found(kind, name));
-        }
-        Ok(r)
-    }
-
-    fn head(&self, kind: FileKind, name: &str) -> Result<bool, BackendError> {
-        let key = self.key(kind, name);
-        let r = self
-            .send("HEAD", Some(&key), &[], &[], None)
-            .map_err(|e| self.errors.transport("stat", object(kind, name), e))?;
-        match r.status {
-            200..=299 => Ok(true),
-            404 => Ok(false),
-            _ => Err(self.status_error("stat", object(kind, name), &r)),
-        }
-    }
-}
-
-fn key_less(op: &str) -> bool {
-    op == "list" || op == "open bucket"
 }
 
 impl Backend for S3Backend {
@@ -246,11 +245,7 @@ impl Backend for S3Backend {
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
-        let r = self.get(kind, name, None)?;
-        if r.status != 200 {
-            return Err(self.status_error("read", object(kind, name), &r));
-        }
-        Ok(r.body)
+        self.read_whole(kind, name)
     }
 
     fn read_range(
@@ -260,14 +255,7 @@ impl Backend for S3Backend {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, BackendError> {
-        if length == 0 {
-            return Ok(Vec::new());
-        }
-        let r = self.get(kind, name, Some((offset, length)))?;
-        if !is_range_reply(r.status) {
-            return Err(self.status_error("read", object(kind, name), &r));
-        }
-        range_body(r, kind, name, offset, length)
+        self.read_part(kind, name, offset, length)
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {
