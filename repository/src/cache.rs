@@ -263,10 +263,8 @@ impl CachedBackend {
 /// Writes `data` to a temporary file beside `path` (0600) and renames it
 /// into place, so a reader never sees a partial file.
 fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut rnd = [0u8; 8];
-    getrandom::fill(&mut rnd).map_err(|e| io::Error::other(e.to_string()))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".tmp-{name}-{:016x}", u64::from_le_bytes(rnd)));
+    let tmp = path.with_file_name(crate::staging::temp_name(&name)?);
     let r = OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -11,19 +11,12 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::staging::TMP_PREFIX;
-
-/// A random 64-bit value for temporary names.
-fn random_u64() -> io::Result<u64> {
-    let mut rnd = [0u8; 8];
-    getrandom::fill(&mut rnd).map_err(|e| io::Error::other(e.to_string()))?;
-    Ok(u64::from_le_bytes(rnd))
-}
+use crate::staging::{temp_name, TMP_PREFIX};
 
 /// Creates `<dir>/.tmp-staging-<random>` exclusively, mode 0600, for
 /// reading and writing.
 pub(crate) fn create_staging(dir: &Path) -> io::Result<(File, std::path::PathBuf)> {
-    let path = dir.join(format!("{TMP_PREFIX}staging-{:016x}", random_u64()?));
+    let path = dir.join(temp_name("staging")?);
     let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path)?;
     Ok((file, path))
 }

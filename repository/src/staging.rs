@@ -13,6 +13,14 @@ use crate::error::BackendError;
 /// never 64 hex characters, so `list` never shows one as an object.
 pub(crate) const TMP_PREFIX: &str = ".tmp-";
 
+/// A fresh temporary name for `stem`: `.tmp-<stem>-<16 random hex digits>`.
+pub(crate) fn temp_name(stem: &str) -> io::Result<String> {
+    let mut rnd = [0u8; 8];
+    getrandom::fill(&mut rnd)
+        .map_err(|e| io::Error::other(format!("no random bytes for a temporary name: {e}")))?;
+    Ok(format!("{TMP_PREFIX}{stem}-{:016x}", u64::from_le_bytes(rnd)))
+}
+
 /// A file that will become one stored object.
 ///
 /// Guarantees: it starts empty; whatever was written to [`StagingFile::file`]

@@ -399,12 +399,9 @@ impl Backend for SftpBackend {
         }
         let dir = self.dir_of(kind, name);
         let path = self.path_of(kind, name);
-        let mut rnd = [0u8; 8];
-        getrandom::fill(&mut rnd).map_err(|e| {
-            let cause = format!("no random bytes for a temporary name: {e}");
-            self.remote("create", kind, name, cause, RemoteErrorClass::Permanent)
-        })?;
-        let tmp = format!("{dir}/.tmp-{name}-{:016x}", u64::from_le_bytes(rnd));
+        let tmp = crate::staging::temp_name(name)
+            .map_err(|e| self.remote("create", kind, name, e.to_string(), RemoteErrorClass::Permanent))?;
+        let tmp = format!("{dir}/{tmp}");
         let result = self.with(|s| {
             let mut w = s.write_new(&tmp, data);
             if matches!(&w, Err(e) if e.is_not_found()) {
