@@ -410,7 +410,9 @@ impl<'a> Restore<'a> {
             });
             let mut workers = Vec::new();
             let done = done_tx.clone();
-            workers.push(spawn(s, &scope, "arch-restore", || dispatch(&scope, batch_rx, job_tx, done)));
+            workers.push(spawn(s, &scope, "arch-restore", || {
+                dispatch(&scope, self.repo, batch_rx, job_tx, done)
+            }));
             for _ in 0..readers {
                 let (jobs, windows, done) = (job_rx.clone(), window_tx.clone(), done_tx.clone());
                 let (scope, bytes) = (&scope, &bytes);

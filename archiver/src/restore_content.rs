@@ -2,9 +2,11 @@
 //! for the whole restore, fed one planned batch after another, so that
 //! planning, reading and writing overlap.
 //!
-//! A dispatcher hands out the packs of each batch (biggest first); readers
-//! read what a pack holds for the batch in windows of at most
-//! [`READ_WINDOW`] bytes; writers authenticate, decompress, verify and
+//! A dispatcher hands out the packs of each batch (biggest first), and
+//! asks the backend to prefetch each as it queues it, so the disk reads
+//! ahead while the CPUs decode what came before (without holding more of
+//! our memory); readers read what a pack holds for the batch in windows
+//! of at most [`READ_WINDOW`] bytes; writers authenticate, decompress, verify and
 //! write every blob of a window with positional writes. Reading is
 //! separate from writing so that the disk is busy while the CPUs decode: a
 //! worker that did both would leave its core idle during every read. The
@@ -106,15 +108,21 @@ pub(crate) struct Window<'b> {
 /// A pack of a running batch, for a reader.
 pub(crate) type PackJob<'b> = (Arc<Running<'b>>, usize);
 
-/// Hands out the packs of each batch as it arrives, in order.
+/// Hands out the packs of each batch as it arrives, in order, each
+/// prefetched as it is queued.
 pub(crate) fn dispatch<'b>(
     scope: &Scope,
+    repo: &Repository,
     batches: Receiver<Arc<Running<'b>>>,
     jobs: Sender<PackJob<'b>>,
     done: Sender<Arc<Running<'b>>>,
 ) -> Result<(), ArchiveError> {
     while let Some(run) = scope.recv(&batches) {
         for i in 0..run.packs.len() {
+            let (id, blobs) = &run.packs[i];
+            for (_, span) in windows(blobs) {
+                repo.backend().prefetch(FileKind::Pack, &id.to_hex(), span.start, span.end - span.start);
+            }
             scope.send(&jobs, (Arc::clone(&run), i))?;
         }
         run.release(scope, &done)?;
@@ -122,41 +130,52 @@ pub(crate) fn dispatch<'b>(
     Ok(())
 }
 
-/// Reads the needed blobs of each pack handed out, in pack order, a window
-/// at a time; a run of unneeded blobs longer than [`READ_GAP`] is skipped.
+/// The reads that cover the needed blobs of a pack, in pack order: each
+/// the blobs it holds and its byte span. A read covers at most
+/// [`READ_WINDOW`] bytes (a bigger blob is one read of its own), and a run
+/// of unneeded blobs longer than [`READ_GAP`] starts a new one.
+fn windows(blobs: &PackBlobs) -> impl Iterator<Item = (Range<usize>, Range<u64>)> + '_ {
+    let span =
+        |l: &BlobLocation| u64::from(l.blob.offset)..u64::from(l.blob.offset) + u64::from(l.blob.length);
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let (first, _) = blobs.get(at)?;
+        let Range { start, mut end } = span(first);
+        let mut n = 1;
+        for (l, _) in &blobs[at + 1..] {
+            let next = span(l);
+            if next.end - start > READ_WINDOW || next.start > end + READ_GAP {
+                break;
+            }
+            end = end.max(next.end);
+            n += 1;
+        }
+        at += n;
+        Some((at - n..at, start..end))
+    })
+}
+
+/// Reads the needed blobs of each pack handed out, a window at a time.
 pub(crate) fn read_packs<'b>(
     scope: &Scope,
     repo: &Repository,
     budget: &'b ByteBudget,
     jobs: Receiver<PackJob<'b>>,
-    windows: Sender<Window<'b>>,
+    windows_out: Sender<Window<'b>>,
     done: Sender<Arc<Running<'b>>>,
 ) -> Result<(), ArchiveError> {
-    let span =
-        |l: &BlobLocation| (u64::from(l.blob.offset), u64::from(l.blob.offset) + u64::from(l.blob.length));
     while let Some((run, pack)) = scope.recv(&jobs) {
         let (id, blobs) = &run.packs[pack];
-        let mut at = 0;
-        while at < blobs.len() {
-            let (start, mut end) = span(&blobs[at].0);
-            let mut n = 1;
-            for (l, _) in &blobs[at + 1..] {
-                let (from, to) = span(l);
-                if to - start > READ_WINDOW || from > end + READ_GAP {
-                    break;
-                }
-                end = end.max(to);
-                n += 1;
-            }
-            let bytes = budget.acquire(scope, (end - start) as usize)?;
+        for (range, span) in windows(blobs) {
+            let bytes = budget.acquire(scope, (span.end - span.start) as usize)?;
             let data = repo
                 .backend()
-                .read_range(FileKind::Pack, &id.to_hex(), start, end - start)
+                .read_range(FileKind::Pack, &id.to_hex(), span.start, span.end - span.start)
                 .map_err(arch_repository::RepoError::from)?;
             run.pending.fetch_add(1, Ordering::AcqRel);
-            let w = Window { run: Arc::clone(&run), pack, blobs: at..at + n, start, data, _bytes: bytes };
-            scope.send(&windows, w)?;
-            at += n;
+            let w =
+                Window { run: Arc::clone(&run), pack, blobs: range, start: span.start, data, _bytes: bytes };
+            scope.send(&windows_out, w)?;
         }
         run.release(scope, &done)?;
     }

@@ -383,6 +383,9 @@ impl Backend for CachedBackend {
             self.prune(FileKind::Pack, &keep);
         }
     }
+    fn prefetch(&self, kind: FileKind, name: &str, offset: u64, length: u64) {
+        self.inner.prefetch(kind, name, offset, length);
+    }
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@
 //! byte plus filling (and evicting) cache pages the machine will not use
 //! again. When the range
 //! is not cached, it is read with `O_DIRECT` straight into our buffer;
-//! when it is (a restore just after a backup), it is copied from the
-//! cache without waiting for the disk. Filesystems without `O_DIRECT`
-//! (tmpfs, some FUSE and network filesystems) get a plain read.
+//! when it is (prefetched with [`will_need`] while earlier ranges were
+//! decoded, or left there by a backup), it is copied from the cache
+//! without waiting for the disk, then dropped from it. Filesystems
+//! without `O_DIRECT` (tmpfs, some FUSE and network filesystems) get a
+//! plain read.
 
 use std::fs::File;
 use std::io;
@@ -22,11 +24,15 @@ const MIN_DIRECT: usize = 256 << 10;
 const ALIGN: usize = 4096;
 
 /// Reads up to `length` bytes at `offset` of `f` (fewer only at the end
-/// of the file), leaving the page cache as it was when the range was not
-/// cached.
+/// of the file). A large range leaves no pages in the page cache: one not
+/// cached is read past it, and one found there (prefetched with
+/// [`will_need`], or still cached from a backup) is dropped once copied,
+/// since a pack is read once and its pages would only push out ones the
+/// machine uses.
 pub(crate) fn read_at(f: &File, offset: u64, length: usize) -> io::Result<Vec<u8>> {
     if length >= MIN_DIRECT {
         if let Some(cached) = read_cached(f, offset, length)? {
+            advise(f, offset, length as u64, libc::POSIX_FADV_DONTNEED);
             return Ok(cached);
         }
         match read_direct(f, offset, length) {
@@ -125,6 +131,23 @@ fn read_aligned(f: &File, offset: u64, length: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Starts reading the range into the page cache in the background, so
+/// that a [`read_at`] of it soon after copies it from there instead of
+/// waiting for the device.
+pub(crate) fn will_need(f: &File, offset: u64, length: u64) {
+    advise(f, offset, length, libc::POSIX_FADV_WILLNEED);
+}
+
+/// A hint about a range; the kernel may ignore it, and so do we when it
+/// fails.
+fn advise(f: &File, offset: u64, length: u64, advice: libc::c_int) {
+    let (Ok(offset), Ok(length)) = (libc::off_t::try_from(offset), libc::off_t::try_from(length)) else {
+        return;
+    };
+    // SAFETY: fadvise on a descriptor we own.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), offset, length, advice) };
+}
+
 fn read_plain(f: &File, offset: u64, length: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; length];
     let mut got = 0;
@@ -164,6 +187,46 @@ mod tests {
             assert_eq!(read_at(&f, off as u64, len).expect("read"), want, "offset {off} length {len}");
             assert_eq!(read_aligned_or_plain(&f, off as u64, len), want, "direct, offset {off} length {len}");
         }
+    }
+
+    /// Pages of `range` of the file resident in the page cache.
+    fn resident(f: &File, range: std::ops::Range<usize>) -> usize {
+        let len = f.metadata().expect("stat").len() as usize;
+        // SAFETY: a read-only shared mapping of the whole file, unmapped
+        // below; mincore writes one byte per page into `pages`.
+        unsafe {
+            let map =
+                libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0);
+            assert_ne!(map, libc::MAP_FAILED, "mmap");
+            let mut pages = vec![0u8; len.div_ceil(4096)];
+            assert_eq!(libc::mincore(map, len, pages.as_mut_ptr()), 0, "mincore");
+            libc::munmap(map, len);
+            pages[range.start / 4096..range.end / 4096].iter().filter(|p| *p & 1 == 1).count()
+        }
+    }
+
+    #[test]
+    fn a_prefetched_range_is_read_from_the_cache_and_then_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pack");
+        let data = sample(4 << 20);
+        std::fs::write(&path, &data).expect("write");
+        let f = File::open(&path).expect("open");
+        f.sync_all().expect("fsync");
+        advise(&f, 0, 0, libc::POSIX_FADV_DONTNEED);
+        if resident(&f, 0..data.len()) != 0 {
+            eprintln!("this filesystem keeps pages despite DONTNEED (tmpfs?): nothing to check");
+            return;
+        }
+        let (off, len) = (4096 * 10 + 5, 2 << 20);
+        will_need(&f, off as u64, len as u64);
+        let mut waited = 0;
+        while resident(&f, off..off + len) < len / 4096 - 1 && waited < 500 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            waited += 1;
+        }
+        assert_eq!(read_at(&f, off as u64, len).expect("read"), &data[off..off + len]);
+        assert_eq!(resident(&f, off + 4096..off + len - 4096), 0, "the range read stays in the page cache");
     }
 
     /// The direct path itself (where the filesystem has it).

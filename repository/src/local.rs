@@ -249,6 +249,12 @@ impl Backend for LocalBackend {
         exact_range(buf, kind, name, offset, length)
     }
 
+    fn prefetch(&self, kind: FileKind, name: &str, offset: u64, length: u64) {
+        if let Ok(f) = File::open(self.path_of(kind, name)) {
+            crate::direct_read::will_need(&f, offset, length);
+        }
+    }
+
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {
         if kind == FileKind::Config {
             return Ok(match fs::metadata(self.root.join("config")) {
