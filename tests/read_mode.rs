@@ -59,3 +59,61 @@ fn file_contents(repo: &Repository, tree: &Id) -> BTreeMap<Vec<u8>, Vec<Id>> {
 fn read_bytes(dir: &std::path::Path) -> u64 {
     walk(dir).iter().filter(|(_, m)| m.is_file()).map(|(_, m)| m.len()).sum()
 }
+
+/// Pages of the file at `path` resident in the page cache.
+fn resident(path: &std::path::Path) -> usize {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::File::open(path).expect("open");
+    let len = f.metadata().expect("stat").len() as usize;
+    // SAFETY: a read-only shared mapping of the whole file, unmapped below;
+    // mincore writes one byte per page into `pages`.
+    unsafe {
+        let map = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0);
+        assert_ne!(map, libc::MAP_FAILED, "mmap");
+        let mut pages = vec![0u8; len.div_ceil(4096)];
+        assert_eq!(libc::mincore(map, len, pages.as_mut_ptr()), 0, "mincore");
+        libc::munmap(map, len);
+        pages.iter().filter(|p| *p & 1 == 1).count()
+    }
+}
+
+fn evict(path: &std::path::Path) {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::File::open(path).expect("open");
+    f.sync_all().expect("fsync");
+    // SAFETY: a hint on a descriptor we own.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
+#[test]
+fn a_backup_leaves_the_page_cache_as_it_found_it() {
+    let (_t, base) = tempdir();
+    let src = base.join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let (cold, warm) = (src.join("cold.bin"), src.join("warm.bin"));
+    write_random_file(&cold, 1, 6 << 20);
+    write_random_file(&warm, 2, 6 << 20);
+    for i in 0..40 {
+        std::fs::write(src.join(format!("small{i}")), format!("small file {i}\n").repeat(50)).expect("write");
+    }
+    for f in [&cold, &warm] {
+        evict(f);
+    }
+    for i in 0..40 {
+        evict(&src.join(format!("small{i}")));
+    }
+    if resident(&cold) != 0 {
+        eprintln!("this filesystem keeps pages despite DONTNEED (tmpfs?): nothing to check");
+        return;
+    }
+    std::fs::read(&warm).expect("read");
+    let warm_pages = resident(&warm);
+    assert_eq!(warm_pages, (6 << 20) / 4096);
+    let repo = init_repo(&base.join("repo"));
+    Backup::new(&repo, [&src]).run().expect("backup");
+    assert_eq!(resident(&cold), 0, "a file the machine was not using leaves the page cache again");
+    for i in 0..40 {
+        assert_eq!(resident(&src.join(format!("small{i}"))), 0, "small file {i} (read ahead by the scan)");
+    }
+    assert_eq!(resident(&warm), warm_pages, "a file in use stays cached");
+}

@@ -10,6 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use crate::context::Ctx;
 use crate::dir_state::DirState;
 use crate::error::ArchiveError;
 use crate::fault::Stage;
-use crate::read_mode::{drop_cache, is_cached, Mapping, ReadMode};
+use crate::read_mode::{drop_cache, is_cached, will_need, Mapping, ReadMode};
 use crate::scanner::FileJob;
 use crate::sparse::SparseReader;
 use crate::stats::add;
@@ -67,10 +68,12 @@ pub(crate) fn run<'c>(
         ctx.inject(Stage::FileSaver)?;
         ctx.progress.file_started(&job.path);
         let streamed = job.stream_is_whole_backup;
-        let source = match job.stream {
-            Some(s) => Ok(Opened { source: Source::Stream(s), keep_cached: true }),
-            None => open_file(ctx, &job.path),
-        };
+        let source = match (job.stream, job.opened) {
+            (Some(s), _) => Ok(Opened { source: Source::Stream(s), keep_cached: true }),
+            (None, Some(opened)) => opened,
+            (None, None) => open_file(ctx, &job.path),
+        }
+        .map_err(FileFailure::Source);
         let saved = source
             .and_then(|src| save_file(ctx, &job.path, job.node, src, &chunker, &mut buf, &mut cuts, blobs));
         let node = match saved {
@@ -96,37 +99,70 @@ pub(crate) fn run<'c>(
 
 fn open_source(path: &Path) -> std::io::Result<File> {
     // O_NOATIME keeps the backup from touching atimes (allowed for the
-    // owner and root); fall back to a plain open otherwise.
-    match OpenOptions::new().read(true).custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW).open(path) {
+    // owner and root); fall back to a plain open otherwise. O_NONBLOCK: a
+    // file replaced by a FIFO since the scan must not block the open (it
+    // is then refused below as no longer a regular file); reads of a
+    // regular file ignore it.
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    match OpenOptions::new().read(true).custom_flags(flags | libc::O_NOATIME).open(path) {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+            OpenOptions::new().read(true).custom_flags(flags).open(path)
         }
         r => r,
     }
 }
 
+/// Clears `O_NONBLOCK` again: reads of a regular file ignore it on local
+/// filesystems, but a FUSE one may not.
+fn blocking(file: &File) -> std::io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// An opened source file, and whether its pages were cached already.
-struct Opened {
+pub(crate) struct Opened {
     source: Source,
     keep_cached: bool,
 }
 
+/// Opens a regular file ahead of its FileSaver (the scanner does, as it
+/// queues the file) and has the kernel start reading its first block: a
+/// tree of small files is otherwise read one synchronous disk read per
+/// file and worker, with the cores idle in between.
+pub(crate) fn open_ahead(ctx: &Ctx<'_>, path: &Path) -> std::io::Result<Opened> {
+    let opened = open_file(ctx, path)?;
+    if let (false, Source::Plain(f) | Source::Mapped(f, _)) = (opened.keep_cached, &opened.source) {
+        will_need(f, READ_BLOCK as u64);
+    }
+    Ok(opened)
+}
+
 /// Opens a source file, hole-aware when it is sparse.
-fn open_file(ctx: &Ctx<'_>, path: &Path) -> Result<Opened, FileFailure> {
-    let file = open_source(path).map_err(FileFailure::Source)?;
+fn open_file(ctx: &Ctx<'_>, path: &Path) -> std::io::Result<Opened> {
+    let file = open_source(path)?;
     add(&ctx.stats.files_opened, 1);
     #[cfg(test)]
     if let Some(hook) = &ctx.on_open {
         hook(path);
     }
-    let opened = file.metadata().map_err(FileFailure::Source)?;
+    let opened = file.metadata()?;
+    if !opened.is_file() {
+        return Err(std::io::Error::other("no longer a regular file"));
+    }
+    blocking(&file)?;
     let keep_cached = is_cached(&file, opened.len());
     // Fewer allocated blocks than the size says: the file has holes, which
     // are produced as zeros without reading them.
     let source = if opened.blocks() * 512 < opened.len() {
         Source::Sparse(SparseReader::new(file, opened.len()))
     } else if ctx.read_mode == ReadMode::Mmap && opened.len() > 0 && usize::try_from(opened.len()).is_ok() {
-        let map = Mapping::sequential(&file, opened.len() as usize).map_err(FileFailure::Source)?;
+        let map = Mapping::sequential(&file, opened.len() as usize)?;
         Source::Mapped(file, map)
     } else {
         Source::Plain(file)

@@ -13,6 +13,7 @@ use crate::context::Ctx;
 use crate::dir_state::DirState;
 use crate::error::ArchiveError;
 use crate::fault::Stage;
+use crate::file_saver::{open_ahead, Opened};
 use crate::metadata::{node_from_metadata, read_xattrs};
 use crate::options::BackupOptions;
 use crate::parent::{unchanged, ParentDir};
@@ -31,6 +32,9 @@ pub(crate) struct FileJob {
     /// The stream is all the backup saves, so a read error fails the run
     /// (there is no file to skip to).
     pub(crate) stream_is_whole_backup: bool,
+    /// The file opened by the scanner (or why it could not be); `None`:
+    /// the FileSaver opens it.
+    pub(crate) opened: Option<std::io::Result<Opened>>,
 }
 
 /// Makes each path absolute with its parent resolved (the last component
@@ -175,6 +179,7 @@ fn walk(
                 } else {
                     dir.add_pending();
                     let changed = old.is_some();
+                    let opened = Some(open_ahead(ctx, entry.path()));
                     let job = FileJob {
                         path: entry.into_path(),
                         node,
@@ -182,6 +187,7 @@ fn walk(
                         changed,
                         stream: None,
                         stream_is_whole_backup: false,
+                        opened,
                     };
                     ctx.scope.send(file_tx, job)?;
                 }
@@ -251,6 +257,7 @@ pub(crate) fn scan_stream(
         changed: false,
         stream: Some(source.reader),
         stream_is_whole_backup: true,
+        opened: None,
     };
     ctx.scope.send(file_tx, job)?;
     ctx.finish_child(&root, None, tree_tx)

@@ -155,6 +155,7 @@ impl Walker<'_, '_> {
                         changed,
                         stream: Some(reader),
                         stream_is_whole_backup: false,
+                        opened: None,
                     };
                     ctx.scope.send(self.file_tx, job)?;
                 }
