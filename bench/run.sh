@@ -23,7 +23,8 @@
 #                             restore: only before restores; none: never
 #   BENCH_SKIP_BUILD=0        1: do not run `cargo build --release` (use the binary as it is)
 #   ARCH_BIN=target/release/arch
-#   BENCH_KEEP=0              1: keep the last round's repositories and restores in bench/work/run
+#   BENCH_KEEP=0              1: keep the last round's repositories (bench/work/run) and the
+#                             restored trees (bench/work/restored-<timestamp>)
 #   BENCH_WORK=bench/work     work directory (corpus cache, runs, results)
 #   BENCH_TIMEOUT=3600        seconds after which one run is killed and counted as failed
 #   BENCH_SOAK=0              1: afterwards run the long ignored tests (SIGKILL soak of prune,
@@ -200,6 +201,22 @@ say "corpus: $CORPUS ($(mib "$CORPUS_BYTES") MiB, $CORPUS_FILES files)"
 say "tools: ${TOOLS[*]}; rounds: $ROUNDS; drop caches: $DROP; arch: $ARCH_VERSION (git $GIT_REV); restic: $RESTIC_VERSION"
 say "raw results: $CSV; command logs: $LOGDIR"
 
+# ------------------------------------------------------------------ restore targets
+# A restore creates as many files as the corpus has. On ext4 without a journal, creating an inode
+# within minutes of deleting many skips and looks up every recently freed one, so a restore that
+# follows the deletion of an earlier restore spends up to 0.5 s more kernel time per GiB: the bench
+# would measure its own clean-up (restic restored right after arch's tree was deleted, arch after
+# restic's of the round before). Restored trees are therefore kept until the end of the run, when
+# the disk has room for all of them.
+RESTORED="$WORK/restored-$TS"
+KEEP_RESTORES=1
+need=$((CORPUS_BYTES * 12 / 10 * ROUNDS * ${#TOOLS[@]} + (1 << 30)))
+avail=$(df -B1 --output=avail "$WORK" | tail -n 1 | tr -d ' ')
+if [[ ! $avail =~ ^[0-9]+$ ]] || ((avail < need)); then
+    KEEP_RESTORES=0
+    say "not enough free space to keep every restored tree ($(mib "${avail:-0}") MiB free, $(mib "$need") MiB needed): each is deleted after it is verified"
+fi
+
 # ------------------------------------------------------------------ rounds
 for ((round = 1; round <= ROUNDS; round++)); do
     rm -rf "$RUN"
@@ -207,7 +224,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     declare -A REPO=() TARGET=()
     for tool in "${TOOLS[@]}"; do
         REPO[$tool]="$RUN/repo-$tool"
-        TARGET[$tool]="$RUN/restore-$tool"
+        TARGET[$tool]="$RESTORED/round$round-$tool"
     done
 
     for tool in "${TOOLS[@]}"; do
@@ -250,7 +267,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         [[ $v == ok ]] || MISMATCHES=$((MISMATCHES + 1))
         csv_row "$round" "$tool" restore "" "$v"
         say "[round $round/$ROUNDS] $tool restore: ${M_WALL}s, $(mib $((M_RSS * 1024))) MiB peak RSS, verify $v, exit $M_RC ($M_CACHE)"
-        rm -rf "${TARGET[$tool]}"   # free the space before the next tool restores
+        [[ $KEEP_RESTORES == 1 ]] || rm -rf "${TARGET[$tool]}"
     done
 
     for tool in "${TOOLS[@]}"; do
@@ -262,7 +279,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         say "[round $round/$ROUNDS] $tool check --read-data: ${M_WALL}s, $(mib $((M_RSS * 1024))) MiB peak RSS, exit $M_RC ($M_CACHE)"
     done
 done
-[[ $KEEP == 1 ]] || rm -rf "$RUN"
+[[ $KEEP == 1 ]] || rm -rf "$RUN" "$RESTORED"
 
 # ------------------------------------------------------------------ summary
 # med TOOL PHASE COLUMN -> median over successful (and, for restores, verified) runs, or NA
@@ -289,6 +306,11 @@ mbps() { awk -v t="$1" -v b="$CORPUS_BYTES" 'BEGIN { if (t == "NA" || t + 0 == 0
         echo "page cache: warm"
     else
         echo "page cache: dropped before every $([[ $DROP == all ]] && echo "backup and restore" || echo restore)"
+    fi
+    if [[ $KEEP_RESTORES == 1 ]]; then
+        echo "restored trees: kept until the end of the run (no restore follows the deletion of another)"
+    else
+        echo "restored trees: deleted after each restore (too little disk to keep them)"
     fi
     echo "ratio: time rows = restic/arch (>1: arch faster); RSS and size rows = arch/restic (<1: arch smaller)"
     echo
