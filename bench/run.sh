@@ -26,6 +26,8 @@
 #   BENCH_KEEP=0              1: keep the last round's repositories (bench/work/run) and the
 #                             restored trees (bench/work/restored-<timestamp>)
 #   BENCH_WORK=bench/work     work directory (corpus cache, runs, results)
+#   BENCH_DELETE_RESTORES=0   1: delete each restored tree once verified (the default keeps them to
+#                             the end of the run when the disk has room; see "restore targets")
 #   BENCH_TIMEOUT=3600        seconds after which one run is killed and counted as failed
 #   BENCH_SOAK=0              1: afterwards run the long ignored tests (SIGKILL soak of prune,
 #                             ...) with `cargo test --release -- --ignored`; they fail the run too
@@ -212,7 +214,9 @@ RESTORED="$WORK/restored-$TS"
 KEEP_RESTORES=1
 need=$((CORPUS_BYTES * 12 / 10 * ROUNDS * ${#TOOLS[@]} + (1 << 30)))
 avail=$(df -B1 --output=avail "$WORK" | tail -n 1 | tr -d ' ')
-if [[ ! $avail =~ ^[0-9]+$ ]] || ((avail < need)); then
+if [[ ${BENCH_DELETE_RESTORES:-0} == 1 ]]; then
+    KEEP_RESTORES=0
+elif [[ ! $avail =~ ^[0-9]+$ ]] || ((avail < need)); then
     KEEP_RESTORES=0
     say "not enough free space to keep every restored tree ($(mib "${avail:-0}") MiB free, $(mib "$need") MiB needed): each is deleted after it is verified"
 fi
@@ -310,7 +314,7 @@ mbps() { awk -v t="$1" -v b="$CORPUS_BYTES" 'BEGIN { if (t == "NA" || t + 0 == 0
     if [[ $KEEP_RESTORES == 1 ]]; then
         echo "restored trees: kept until the end of the run (no restore follows the deletion of another)"
     else
-        echo "restored trees: deleted after each restore (too little disk to keep them)"
+        echo "restored trees: deleted after each restore ($([[ ${BENCH_DELETE_RESTORES:-0} == 1 ]] && echo "BENCH_DELETE_RESTORES=1" || echo "too little disk to keep them"))"
     fi
     echo "ratio: time rows = restic/arch (>1: arch faster); RSS and size rows = arch/restic (<1: arch smaller)"
     echo
