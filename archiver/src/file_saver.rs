@@ -24,7 +24,7 @@ use crate::dir_state::DirState;
 use crate::error::ArchiveError;
 use crate::fault::Stage;
 use crate::read_mode::{drop_cache, is_cached, will_need, Mapping, ReadMode};
-use crate::scanner::FileJob;
+use crate::scanner::{FileJob, JobSource};
 use crate::sparse::SparseReader;
 use crate::stats::add;
 
@@ -68,12 +68,10 @@ pub(crate) fn run<'c>(
         ctx.inject(Stage::FileSaver)?;
         ctx.progress.file_started(&job.path);
         let streamed = job.stream_is_whole_backup;
-        let source = match (job.stream, job.opened) {
-            (Some(s), _) => Ok(Opened { source: Source::Stream(s), keep_cached: true }),
-            (None, Some(opened)) => opened,
-            (None, None) => open_file(ctx, &job.path),
-        }
-        .map_err(FileFailure::Source);
+        let source = match job.source {
+            JobSource::Stream(s) => Ok(Opened { source: Source::Stream(s), keep_cached: true }),
+            JobSource::File(opened) => opened.map_err(FileFailure::Source),
+        };
         let saved = source
             .and_then(|src| save_file(ctx, &job.path, job.node, src, &chunker, &mut buf, &mut cuts, blobs));
         let node = match saved {

@@ -27,14 +27,20 @@ pub(crate) struct FileJob {
     pub(crate) dir: Arc<DirState>,
     /// The parent snapshot has this file, with different metadata.
     pub(crate) changed: bool,
-    /// Content comes from this stream instead of the file at `path`.
-    pub(crate) stream: Option<Box<dyn std::io::Read + Send>>,
+    /// Where the content comes from.
+    pub(crate) source: JobSource,
     /// The stream is all the backup saves, so a read error fails the run
     /// (there is no file to skip to).
     pub(crate) stream_is_whole_backup: bool,
-    /// The file opened by the scanner (or why it could not be); `None`:
-    /// the FileSaver opens it.
-    pub(crate) opened: Option<std::io::Result<Opened>>,
+}
+
+/// The content of a [`FileJob`].
+pub(crate) enum JobSource {
+    /// The file at the job's path, opened by the scanner (or why it could
+    /// not be).
+    File(std::io::Result<Opened>),
+    /// A stream instead of a file.
+    Stream(Box<dyn std::io::Read + Send>),
 }
 
 /// Makes each path absolute with its parent resolved (the last component
@@ -179,15 +185,14 @@ fn walk(
                 } else {
                     dir.add_pending();
                     let changed = old.is_some();
-                    let opened = Some(open_ahead(ctx, entry.path()));
+                    let source = JobSource::File(open_ahead(ctx, entry.path()));
                     let job = FileJob {
                         path: entry.into_path(),
                         node,
                         dir,
                         changed,
-                        stream: None,
+                        source,
                         stream_is_whole_backup: false,
-                        opened,
                     };
                     ctx.scope.send(file_tx, job)?;
                 }
@@ -255,9 +260,8 @@ pub(crate) fn scan_stream(
         node,
         dir: Arc::clone(&root),
         changed: false,
-        stream: Some(source.reader),
+        source: JobSource::Stream(source.reader),
         stream_is_whole_backup: true,
-        opened: None,
     };
     ctx.scope.send(file_tx, job)?;
     ctx.finish_child(&root, None, tree_tx)

@@ -17,7 +17,7 @@ use crate::context::Ctx;
 use crate::dir_state::DirState;
 use crate::error::ArchiveError;
 use crate::parent::{unchanged, ParentDir};
-use crate::scanner::FileJob;
+use crate::scanner::{FileJob, JobSource};
 use crate::stats::add;
 
 /// A tree to back up, described by the caller.
@@ -153,9 +153,8 @@ impl Walker<'_, '_> {
                         node,
                         dir: Arc::clone(dir),
                         changed,
-                        stream: Some(reader),
+                        source: JobSource::Stream(reader),
                         stream_is_whole_backup: false,
-                        opened: None,
                     };
                     ctx.scope.send(self.file_tx, job)?;
                 }
