@@ -7,7 +7,7 @@
 //! is not installed, unless ARCH_REQUIRE_SERVERS=1 (CI), where it panics.
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,10 +27,6 @@ pub struct SftpServer {
     pub user: String,
     /// The client's private key, accepted by the server.
     pub key: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Generates an ed25519 key pair without a passphrase at `path`.
@@ -65,8 +61,14 @@ impl SftpServer {
             .unwrap()
             .trim()
             .to_string();
-        let mut s =
-            SftpServer { child: None, _dir: t, key: dir.join("client_key"), dir, port: free_port(), user };
+        let mut s = SftpServer {
+            child: None,
+            _dir: t,
+            key: dir.join("client_key"),
+            dir,
+            port: crate::servers::free_port(),
+            user,
+        };
         s.spawn();
         Some(s)
     }

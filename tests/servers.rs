@@ -6,9 +6,11 @@
 //! `.ci/run` sets, after installing them) and skips it with a note
 //! otherwise.
 
+use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use std::ffi::OsString;
@@ -176,8 +178,18 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A port that is free and that no other server of this test run was
+/// given. The OS may hand a port it just gave out (and whose listener is
+/// closed) to the next caller: two servers started on it at once, and the
+/// one that fails to bind leaves its test talking to the other's server.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Runs `arch --repo URL args...`.
