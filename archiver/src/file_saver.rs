@@ -33,6 +33,12 @@ use crate::stats::add;
 /// consumes (the window widens for a longer chunk).
 const READ_BLOCK: usize = 4 << 20;
 
+/// How far ahead of a FileSaver's reads the kernel is asked to read a
+/// large file, on top of its own read-ahead: with only the kernel's
+/// window, the cores waited on the disk while large files were read (three
+/// more blocks made a first backup 3 % faster).
+const READ_AHEAD: u64 = 3 * READ_BLOCK as u64;
+
 /// A new blob for the BlobSaver, with the budget its buffer holds (given
 /// back when the job is dropped, processed or not).
 pub(crate) struct BlobJob<'a> {
@@ -136,7 +142,7 @@ pub(crate) struct Opened {
 pub(crate) fn open_ahead(ctx: &Ctx<'_>, path: &Path) -> std::io::Result<Opened> {
     let opened = open_file(ctx, path)?;
     if let (false, Source::Plain(f) | Source::Mapped(f, _)) = (opened.keep_cached, &opened.source) {
-        will_need(f, READ_BLOCK as u64);
+        will_need(f, 0, READ_BLOCK as u64);
     }
     Ok(opened)
 }
@@ -185,6 +191,9 @@ fn save_file<'c>(
     let mut content: Vec<Id> = Vec::with_capacity((node.size >> 20) as usize + 1);
     let mut total = 0u64;
     let mut eof = false;
+    // Where the kernel was last asked to read ahead to; the first block
+    // was asked for when the file was opened.
+    let mut ahead = READ_BLOCK as u64;
     buf.clear();
     if let Source::Mapped(_, map) = &file {
         // Chunked in place, a block at a time, nothing copied unless new.
@@ -215,6 +224,13 @@ fn save_file<'c>(
                 return Err(FileFailure::Run(ArchiveError::Cancelled));
             }
             let start = buf.len();
+            if let (false, Source::Plain(f)) = (keep_cached, &file) {
+                let at = total + start as u64;
+                while ahead < node.size.min(at + READ_AHEAD) {
+                    will_need(f, ahead, READ_BLOCK as u64);
+                    ahead += READ_BLOCK as u64;
+                }
+            }
             // SAFETY: the bytes between len and capacity are only exposed
             // to read(), which writes them; len is set to what it wrote.
             let spare = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().add(start), block - start) };

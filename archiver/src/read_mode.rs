@@ -147,12 +147,12 @@ fn cached_pages(file: &File, len: u64) -> Option<u64> {
     None
 }
 
-/// Has the kernel start reading the first `len` bytes of `file` into the
-/// page cache in the background.
-pub(crate) fn will_need(file: &File, len: u64) {
-    let len = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
+/// Has the kernel start reading `len` bytes of `file` at `offset` into
+/// the page cache in the background.
+pub(crate) fn will_need(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else { return };
     // SAFETY: a hint on a valid descriptor; failure changes nothing.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, len, libc::POSIX_FADV_WILLNEED) };
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
 }
 
 /// Tells the kernel the file's cached pages are no longer needed.
