@@ -6,8 +6,8 @@
 //! asks the backend to prefetch each as it queues it, so the disk reads
 //! ahead while the CPUs decode what came before (without holding more of
 //! our memory); readers read what a pack holds for the batch in windows
-//! of at most [`READ_WINDOW`] bytes; writers authenticate, decompress, verify and
-//! write every blob of a window with positional writes. Reading is
+//! of at most [`READ_WINDOW`] bytes; writers authenticate, decompress,
+//! verify and write every blob of a window with positional writes. Reading is
 //! separate from writing so that the disk is busy while the CPUs decode: a
 //! worker that did both would leave its core idle during every read. The
 //! bytes read and not yet written are bounded by a budget, so a slow disk
@@ -120,9 +120,8 @@ pub(crate) fn dispatch<'b>(
     while let Some(run) = scope.recv(&batches) {
         for i in 0..run.packs.len() {
             let (id, blobs) = &run.packs[i];
-            for (_, span) in windows(blobs) {
-                repo.backend().prefetch(FileKind::Pack, &id.to_hex(), span.start, span.end - span.start);
-            }
+            let spans: Vec<Range<u64>> = windows(blobs).map(|(_, span)| span).collect();
+            repo.backend().prefetch(FileKind::Pack, &id.to_hex(), &spans);
             scope.send(&jobs, (Arc::clone(&run), i))?;
         }
         run.release(scope, &done)?;

@@ -157,13 +157,13 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// it may go), or one more before a new tree pack is stored. Backends
     /// without a cache ignore it; wrappers pass it on.
     fn tree_packs(&self, _packs: &[String], _complete: bool) {}
-    /// A hint that `length` bytes at `offset` of an object will be read
-    /// soon: a backend that can fetch them in the background starts to
-    /// (a local one has the kernel read them into the page cache), so the
-    /// read that follows does not wait for the device. It never fails;
-    /// the read reports what went wrong. Backends that cannot ignore it;
-    /// wrappers pass it on.
-    fn prefetch(&self, _kind: FileKind, _name: &str, _offset: u64, _length: u64) {}
+    /// A hint that these byte ranges of an object will be read soon: a
+    /// backend that can fetch them in the background starts to (a local
+    /// one has the kernel read them into the page cache), so the reads
+    /// that follow do not wait for the device. It never fails; the reads
+    /// report what went wrong. Backends that cannot ignore it; wrappers
+    /// pass it on.
+    fn prefetch(&self, _kind: FileKind, _name: &str, _ranges: &[std::ops::Range<u64>]) {}
 }
 
 /// `buf` as the answer to a read of `length` bytes at `offset` of an

@@ -383,8 +383,8 @@ impl Backend for CachedBackend {
             self.prune(FileKind::Pack, &keep);
         }
     }
-    fn prefetch(&self, kind: FileKind, name: &str, offset: u64, length: u64) {
-        self.inner.prefetch(kind, name, offset, length);
+    fn prefetch(&self, kind: FileKind, name: &str, ranges: &[std::ops::Range<u64>]) {
+        self.inner.prefetch(kind, name, ranges);
     }
 }
 

@@ -380,8 +380,8 @@ impl Backend for FaultBackend {
     fn tree_packs(&self, packs: &[String], complete: bool) {
         self.inner.tree_packs(packs, complete);
     }
-    fn prefetch(&self, kind: FileKind, name: &str, offset: u64, length: u64) {
-        self.inner.prefetch(kind, name, offset, length);
+    fn prefetch(&self, kind: FileKind, name: &str, ranges: &[std::ops::Range<u64>]) {
+        self.inner.prefetch(kind, name, ranges);
     }
 }
 

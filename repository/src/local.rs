@@ -249,9 +249,11 @@ impl Backend for LocalBackend {
         exact_range(buf, kind, name, offset, length)
     }
 
-    fn prefetch(&self, kind: FileKind, name: &str, offset: u64, length: u64) {
+    fn prefetch(&self, kind: FileKind, name: &str, ranges: &[std::ops::Range<u64>]) {
         if let Ok(f) = File::open(self.path_of(kind, name)) {
-            crate::direct_read::will_need(&f, offset, length);
+            for r in ranges {
+                crate::direct_read::will_need(&f, r.start, r.end - r.start);
+            }
         }
     }
 
