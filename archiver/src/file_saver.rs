@@ -136,19 +136,11 @@ pub(crate) struct Opened {
 }
 
 /// Opens a regular file ahead of its FileSaver (the scanner does, as it
-/// queues the file) and has the kernel start reading its first block: a
-/// tree of small files is otherwise read one synchronous disk read per
-/// file and worker, with the cores idle in between.
+/// queues the file), hole-aware when it is sparse, and has the kernel
+/// start reading its first block: a tree of small files is otherwise read
+/// one synchronous disk read per file and worker, with the cores idle in
+/// between.
 pub(crate) fn open_ahead(ctx: &Ctx<'_>, path: &Path) -> std::io::Result<Opened> {
-    let opened = open_file(ctx, path)?;
-    if let (false, Source::Plain(f) | Source::Mapped(f, _)) = (opened.keep_cached, &opened.source) {
-        will_need(f, 0, READ_BLOCK as u64);
-    }
-    Ok(opened)
-}
-
-/// Opens a source file, hole-aware when it is sparse.
-fn open_file(ctx: &Ctx<'_>, path: &Path) -> std::io::Result<Opened> {
     let file = open_source(path)?;
     add(&ctx.stats.files_opened, 1);
     #[cfg(test)]
@@ -171,6 +163,9 @@ fn open_file(ctx: &Ctx<'_>, path: &Path) -> std::io::Result<Opened> {
     } else {
         Source::Plain(file)
     };
+    if let (false, Source::Plain(f) | Source::Mapped(f, _)) = (keep_cached, &source) {
+        will_need(f, 0, READ_BLOCK as u64);
+    }
     Ok(Opened { source, keep_cached })
 }
 
