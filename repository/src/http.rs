@@ -276,9 +276,13 @@ pub(crate) trait HttpReads {
     }
 }
 
-/// The Range header of a GET of `length` (> 0) bytes at `offset`.
-pub(crate) fn range_header(offset: u64, length: u64) -> (&'static str, String) {
-    ("range", format!("bytes={offset}-{}", offset + length - 1))
+/// The extra headers of a GET: a Range header for `(offset, length)`
+/// (length > 0), none for the whole object.
+pub(crate) fn range_headers(range: Option<(u64, u64)>) -> Vec<(&'static str, String)> {
+    range
+        .map(|(offset, length)| ("range", format!("bytes={offset}-{}", offset + length - 1)))
+        .into_iter()
+        .collect()
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (and

@@ -5,7 +5,7 @@ use crate::backend::{Backend, FileInfo, FileKind};
 use crate::backend_url::{BackendOptions, Endpoint};
 use crate::error::{BackendError, RemoteErrorClass};
 use crate::http::{
-    base64, object, range_header, status_class, uri_encode, Client, HttpReads, RemoteErrors, Reply,
+    base64, object, range_headers, status_class, uri_encode, Client, HttpReads, RemoteErrors, Reply,
     TransportError,
 };
 use crate::local::valid_name;
@@ -99,7 +99,7 @@ struct Entry {
 impl HttpReads for RestBackend {
     fn get(&self, kind: FileKind, name: &str, range: Option<(u64, u64)>) -> Result<Reply, BackendError> {
         let url = self.checked("read", kind, name)?;
-        let extra: Vec<_> = range.map(|(o, l)| range_header(o, l)).into_iter().collect();
+        let extra = range_headers(range);
         let r = self
             .send("GET", &url, &extra, None)
             .map_err(|e| self.errors.transport("read", object(kind, name), e))?;

@@ -4,7 +4,7 @@ use crate::backend::{Backend, FileInfo, FileKind};
 use crate::backend_url::{BackendOptions, Endpoint};
 use crate::error::{BackendError, RemoteErrorClass};
 use crate::http::{
-    object, range_header, status_class, uri_encode, Client, HttpReads, RemoteErrors, Reply, TransportError,
+    object, range_headers, status_class, uri_encode, Client, HttpReads, RemoteErrors, Reply, TransportError,
 };
 use crate::local::valid_name;
 use crate::s3_auth::{self, sha256_hex, Credentials, ToSign};
@@ -139,7 +139,7 @@ impl HttpReads for S3Backend {
     fn get(&self, kind: FileKind, name: &str, range: Option<(u64, u64)>) -> Result<Reply, BackendError> {
         self.errors.check_name("read", kind, name)?;
         let key = self.key(kind, name);
-        let extra: Vec<_> = range.map(|(o, l)| range_header(o, l)).into_iter().collect();
+        let extra = range_headers(range);
         let r = self
             .send("GET", Some(&key), &[], &extra, None)
             .map_err(|e| self.errors.transport("read", object(kind, name), e))?;
