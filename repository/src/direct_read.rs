@@ -138,9 +138,9 @@ pub(crate) fn will_need(f: &File, offset: u64, length: u64) {
     advise(f, offset, length, libc::POSIX_FADV_WILLNEED);
 }
 
-/// A hint about a range; the kernel may ignore it, and so do we when it
-/// fails.
-fn advise(f: &File, offset: u64, length: u64, advice: libc::c_int) {
+/// A page-cache hint about a range (length 0: to the end of the file);
+/// the kernel may ignore it, and so do we when it fails.
+pub(crate) fn advise(f: &File, offset: u64, length: u64, advice: libc::c_int) {
     let (Ok(offset), Ok(length)) = (libc::off_t::try_from(offset), libc::off_t::try_from(length)) else {
         return;
     };

@@ -7,7 +7,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -72,8 +71,7 @@ pub(crate) fn move_no_replace(src: &Path, dst: &Path) -> io::Result<()> {
 /// it will not read again. Call only after the data is synced: dirty pages
 /// are not dropped.
 pub(crate) fn drop_cache(file: &File) {
-    // SAFETY: a hint on a valid descriptor; failure changes nothing.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    crate::direct_read::advise(file, 0, 0, libc::POSIX_FADV_DONTNEED);
 }
 
 /// Removes `.tmp-*` files directly in `dir` last modified more than
