@@ -4,11 +4,13 @@ use crate::crypto::Key;
 use crate::error::RepoError;
 use crate::pack::PackWriter;
 
-/// Compresses and seals blobs into packs. One per worker thread: it owns a
-/// reusable zstd context and scratch buffer, so steady-state encoding does
-/// not allocate.
+/// Compresses and seals blobs into packs. One per worker thread: it owns
+/// reusable zstd contexts and scratch buffers, so steady-state encoding
+/// does not allocate.
 pub struct BlobEncoder {
-    compressor: zstd::bulk::Compressor<'static>,
+    /// One context per input-size class of zstd's parameter tables; see
+    /// [`size_class`].
+    compressors: [zstd::bulk::Compressor<'static>; 4],
     scratch: Vec<u8>,
     sample: Vec<u8>,
     /// The sealed blob of [`BlobEncoder::encode_into`], reused.
@@ -24,6 +26,17 @@ const TRIAL_MIN: usize = 256 << 10;
 /// trial.
 const SAMPLE: usize = 16 << 10;
 
+/// Which of zstd's parameter tables an input of `len` bytes is compressed
+/// with (zstd picks table sizes by input size: above 256 KiB, above 128
+/// KiB, above 16 KiB, smaller). A context that alternates between them
+/// (a tree of small files next to large chunks) reallocates its workspace
+/// every time it grows back: fresh pages, faulted in and zeroed, a few
+/// hundred KiB per blob. One context per class keeps each workspace at
+/// one size; the compressed bytes are the same either way.
+fn size_class(len: usize) -> usize {
+    usize::from(len <= 256 << 10) + usize::from(len <= 128 << 10) + usize::from(len <= 16 << 10)
+}
+
 /// Whether `compressed` bytes for `raw` bytes of input save enough to be
 /// worth a decompression pass on restore (1/32).
 fn pays(compressed: usize, raw: usize) -> bool {
@@ -33,9 +46,12 @@ fn pays(compressed: usize, raw: usize) -> bool {
 impl BlobEncoder {
     /// An encoder at zstd `level`.
     pub fn new(level: i32) -> Result<BlobEncoder, RepoError> {
-        let compressor = zstd::bulk::Compressor::new(level)
-            .map_err(|e| RepoError::InvalidOption(format!("zstd level {level}: {e}")))?;
-        Ok(BlobEncoder { compressor, scratch: Vec::new(), sample: Vec::new(), sealed: Vec::new() })
+        let new = || {
+            zstd::bulk::Compressor::new(level)
+                .map_err(|e| RepoError::InvalidOption(format!("zstd level {level}: {e}")))
+        };
+        let compressors = [new()?, new()?, new()?, new()?];
+        Ok(BlobEncoder { compressors, scratch: Vec::new(), sample: Vec::new(), sealed: Vec::new() })
     }
 
     /// Compresses (when that saves at least 1/32 of the size: incompressible
@@ -48,7 +64,7 @@ impl BlobEncoder {
         let compressed = self.samples_compress(data) && {
             self.scratch.clear();
             self.scratch.reserve(zstd::zstd_safe::compress_bound(data.len()));
-            match self.compressor.compress_to_buffer(data, &mut self.scratch) {
+            match self.compressors[size_class(data.len())].compress_to_buffer(data, &mut self.scratch) {
                 Ok(n) => pays(n, data.len()),
                 Err(_) => false,
             }
@@ -74,7 +90,9 @@ impl BlobEncoder {
         }
         self.scratch.clear();
         self.scratch.reserve(zstd::zstd_safe::compress_bound(self.sample.len()));
-        match self.compressor.compress_to_buffer(&self.sample, &mut self.scratch) {
+        match self.compressors[size_class(self.sample.len())]
+            .compress_to_buffer(&self.sample, &mut self.scratch)
+        {
             Ok(n) => pays(n, self.sample.len()),
             // Let the whole blob decide.
             Err(_) => true,
@@ -249,6 +267,41 @@ mod tests {
             .flat_map(|i: u32| format!("{i} GET /index.html 200 {}\n", i % 97).into_bytes())
             .take(n)
             .collect()
+    }
+
+    /// Blobs of every size class, interleaved as two FileSavers would feed
+    /// them: the frames are zstd's own for each input, and no class's
+    /// workspace is given up and allocated again.
+    #[test]
+    fn interleaved_sizes_compress_as_zstd_does_without_regrowing_workspaces() {
+        let mut enc = BlobEncoder::new(3).expect("encoder");
+        let sizes = [2 << 20, 3 << 10, 700 << 10, 200 << 10, 100 << 10, 300, 1 << 20];
+        let mut peak = [0usize; 4];
+        for round in 0..300 {
+            for (i, &n) in sizes.iter().enumerate() {
+                if n > 16 << 10 && round % 100 != 0 {
+                    continue;
+                }
+                let data = text(n + round + i);
+                enc.scratch.clear();
+                enc.scratch.reserve(zstd::zstd_safe::compress_bound(data.len()));
+                let class = size_class(data.len());
+                let m =
+                    enc.compressors[class].compress_to_buffer(&data, &mut enc.scratch).expect("compresses");
+                if round < 2 {
+                    assert_eq!(
+                        &enc.scratch[..m],
+                        &zstd::bulk::compress(&data, 3).expect("zstd")[..],
+                        "{n} bytes"
+                    );
+                }
+                let size = enc.compressors[class].context_mut().sizeof();
+                if round >= 100 {
+                    assert!(size >= peak[class] / 2, "class {class} shrank from {} to {size}", peak[class]);
+                }
+                peak[class] = peak[class].max(size);
+            }
+        }
     }
 
     #[test]
