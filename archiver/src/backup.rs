@@ -196,6 +196,7 @@ impl<'a> Backup<'a> {
         };
         let scope = Scope::new(&self.cancel);
         let (_, blob_workers, _) = self.opts.resolved(self.repo.backend().connections());
+        let budget = chunk_budget(self.repo, blob_workers);
         let ctx = Ctx {
             repo: self.repo,
             pending: self.repo.index().session(),
@@ -211,8 +212,11 @@ impl<'a> Backup<'a> {
             dry_run: self.opts.dry_run,
             with_atime: self.opts.with_atime,
             read_mode: self.opts.read_mode,
-            chunk_bufs: crate::pool::BufPool::new(2 * blob_workers + 2),
-            chunk_budget: crate::budget::ByteBudget::new(chunk_budget(self.repo, blob_workers)),
+            // As many idle buffers as the budget has bytes: with fewer,
+            // the FileSavers got a fresh buffer for one large chunk in
+            // five, its pages faulted in and zeroed.
+            chunk_bufs: crate::pool::BufPool::new(16, budget),
+            chunk_budget: crate::budget::ByteBudget::new(budget),
             #[cfg(test)]
             fault: self.fault,
             #[cfg(test)]
