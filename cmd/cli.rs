@@ -133,6 +133,10 @@ pub struct BackupArgs {
     /// file; a file truncated during the backup then aborts it).
     #[arg(long, value_name = "MODE", default_value = "read")]
     pub read_mode: arch_archiver::ReadMode,
+    /// zstd level of the new data: "auto" (the repository's, set by init),
+    /// "fast" (1), "default" (3), "max" (19), or 1 to 22.
+    #[arg(long, value_name = "LEVEL", default_value = "auto", value_parser = parse_compression)]
+    pub compression: Compression,
     /// Snapshot time instead of now ("2026-01-31 23:59:00" local, or RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub time: Option<chrono::DateTime<chrono::FixedOffset>>,
@@ -282,6 +286,30 @@ pub struct RestoreArgs {
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     arch_archiver::parse_size(s)
         .ok_or_else(|| format!("invalid size {s:?}: use a number with an optional K, M, G or T suffix"))
+}
+
+/// A `--compression` value: a zstd level, or `None` for the repository's.
+#[derive(Clone, Copy, Debug)]
+pub struct Compression(pub Option<i32>);
+
+/// Parses a compression level: "auto" (the repository's), "fast",
+/// "default", "max", or a zstd level from 1 to 22.
+pub(crate) fn parse_compression(s: &str) -> Result<Compression, String> {
+    let level = match s {
+        "auto" => None,
+        "fast" => Some(1),
+        "default" => Some(3),
+        "max" => Some(19),
+        _ => match s.parse::<i32>() {
+            Ok(n) if (1..=22).contains(&n) => Some(n),
+            _ => {
+                return Err(format!(
+                    "invalid compression {s:?}: use auto, fast, default, max or a level from 1 to 22"
+                ))
+            }
+        },
+    };
+    Ok(Compression(level))
 }
 
 /// Parses "90", "90s", "5m", "1h".

@@ -73,6 +73,9 @@ pub fn run_outcome(cli: &Cli, args: &BackupArgs, token: &CancellationToken) -> R
     }
     opts = opts.dry_run(args.dry_run).skip_if_unchanged(args.skip_if_unchanged).with_atime(args.with_atime);
     opts = opts.read_mode(args.read_mode);
+    if let Some(level) = args.compression.0 {
+        opts = opts.compression_level(level);
+    }
     let backup = if args.stdin {
         let stdin: Box<dyn std::io::Read + Send> = Box::new(std::io::stdin());
         Backup::stream(&repo, StreamSource::new(&args.stdin_filename, stdin))

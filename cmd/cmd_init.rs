@@ -19,11 +19,18 @@ pub struct InitArgs {
     /// Password file of --from-repo.
     #[arg(long, value_name = "FILE", env = "ARCH_FROM_PASSWORD_FILE")]
     pub from_password_file: Option<PathBuf>,
+    /// zstd level backups use unless they say otherwise: "fast" (1),
+    /// "default" (3), "max" (19), or 1 to 22.
+    #[arg(long, value_name = "LEVEL", default_value = "default", value_parser = crate::cli::parse_compression)]
+    pub compression: crate::cli::Compression,
 }
 
 pub fn run(cli: &Cli, args: &InitArgs) -> Result<i32> {
     let loc = crate::repo::location(cli)?;
     let mut opts = InitOptions::default();
+    if let Some(level) = args.compression.0 {
+        opts = opts.compression_level(level);
+    }
     if let (Some(from), true) = (&args.from_repo, args.copy_chunker_params) {
         let pw = crate::password::get_source(args.from_password_file.as_deref())?;
         let from = crate::repo::parse_url(from)?;

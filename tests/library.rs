@@ -105,6 +105,23 @@ fn every_node_type_round_trips() {
 }
 
 #[test]
+fn a_compression_level_out_of_range_fails_before_anything_is_read() {
+    let (_t, base) = tempdir();
+    let src = base.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"some text").unwrap();
+    let repo_dir = base.join("repo");
+    let repo = init_repo(&repo_dir);
+    for level in [0, 23] {
+        let opts = arch_archiver::BackupOptions::default().compression_level(level);
+        let err = Backup::new(&repo, [&src]).options(opts).run().expect_err("level out of range");
+        assert!(err.to_string().contains(&format!("compression level {level} is out of range")), "{err}");
+    }
+    assert_eq!(object_count(&repo_dir, "snapshots"), 0);
+    assert_eq!(dir_size(&repo_dir.join("data")), 0);
+}
+
+#[test]
 fn identical_files_are_stored_once() {
     let (_t, base) = tempdir();
     let src = base.join("src");

@@ -187,6 +187,12 @@ impl<'a> Backup<'a> {
             }
             (None, None) => prepare_paths(&self.paths)?,
         };
+        let compression_level = self.opts.compression_level.unwrap_or(self.repo.config().compression_level);
+        if !(1..=22).contains(&compression_level) {
+            return Err(ArchiveError::Invalid(format!(
+                "compression level {compression_level} is out of range: use 1 (fastest) to 22 (smallest)"
+            )));
+        }
         let selector = Selector::new(&self.opts)?;
         let path_strings: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         let hostname = self.opts.host.clone().unwrap_or_else(hostname);
@@ -212,6 +218,7 @@ impl<'a> Backup<'a> {
             dry_run: self.opts.dry_run,
             with_atime: self.opts.with_atime,
             read_mode: self.opts.read_mode,
+            compression_level,
             // As many idle buffers as the budget has bytes: with fewer,
             // the FileSavers got a fresh buffer for one large chunk in
             // five, its pages faulted in and zeroed.

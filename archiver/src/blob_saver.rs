@@ -28,8 +28,7 @@ fn save_blobs(
     packer: &SharedPacker,
     packs: &Sender<FinishedPack>,
 ) -> Result<(), ArchiveError> {
-    let repo = ctx.repo;
-    let mut encoder = BlobEncoder::new(repo.config().compression_level)?;
+    let mut encoder = BlobEncoder::new(ctx.compression_level)?;
     let mut sealed = Vec::new();
     while let Some(job) = ctx.scope.recv(jobs) {
         ctx.inject(Stage::BlobSaver)?;

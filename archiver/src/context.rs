@@ -45,6 +45,8 @@ pub(crate) struct Ctx<'a> {
     /// How file content is read.
     pub(crate) read_mode: crate::read_mode::ReadMode,
     /// Buffers of new chunks, FileSaver -> BlobSaver -> back.
+    /// zstd level of the blobs this run stores.
+    pub(crate) compression_level: i32,
     pub(crate) chunk_bufs: crate::pool::BufPool,
     /// Bytes of chunk buffers between FileSaver and BlobSaver (queued or
     /// being sealed), charged by capacity: what bounds chunk memory.

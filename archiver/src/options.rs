@@ -53,6 +53,8 @@ pub struct BackupOptions {
     pub upload_workers: usize,
     /// How file content is read (default: `read(2)`).
     pub read_mode: crate::read_mode::ReadMode,
+    /// zstd level for this backup's new blobs (default: the repository's).
+    pub compression_level: Option<i32>,
 }
 
 impl BackupOptions {
@@ -189,6 +191,16 @@ impl BackupOptions {
     /// mapped then aborts the process with SIGBUS).
     pub fn read_mode(mut self, mode: crate::read_mode::ReadMode) -> Self {
         self.read_mode = mode;
+        self
+    }
+
+    /// Compresses this backup's new blobs at zstd `level` (1 to 22)
+    /// instead of the repository's level. The level trades speed for size
+    /// only: blobs of every level are read the same way, and deduplication
+    /// does not depend on it. A level outside 1..=22 fails the backup
+    /// before anything is read.
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.compression_level = Some(level);
         self
     }
 

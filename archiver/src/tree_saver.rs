@@ -34,8 +34,7 @@ fn save_trees(
     packer: &SharedPacker,
     packs: &Sender<FinishedPack>,
 ) -> Result<(), ArchiveError> {
-    let repo = ctx.repo;
-    let mut encoder = BlobEncoder::new(repo.config().compression_level)?;
+    let mut encoder = BlobEncoder::new(ctx.compression_level)?;
     let mut sealed = Vec::new();
     while let Some(mut dir) = ctx.scope.recv(dirs) {
         ctx.inject(Stage::TreeSaver)?;
