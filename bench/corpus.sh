@@ -20,7 +20,7 @@
 # DEST_DIR.done exists with the current CORPUS_VERSION it is reused as is.
 set -euo pipefail
 
-CORPUS_VERSION=2
+CORPUS_VERSION=3
 MiB=$((1024 * 1024))
 
 die() { echo "corpus.sh: error: $*" >&2; exit 1; }
@@ -50,6 +50,7 @@ IMG_BUDGET=$((TOTAL * 25 / 100))
 TMP="$DEST.tmp"
 rm -rf "$TMP" "$STAMP"
 [[ -e $DEST ]] && rm -rf "$DEST"
+rm -rf "$DEST.orig"
 mkdir -p "$TMP"/{src,random,media,logs}
 
 # keystream SEED INDEX BYTES: deterministic incompressible bytes on stdout. Every (SEED, INDEX)

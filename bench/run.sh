@@ -225,6 +225,9 @@ fi
 for ((round = 1; round <= ROUNDS; round++)); do
     rm -rf "$RUN"
     mkdir -p "$RUN"
+    # Every round starts from the corpus as built: the changes before "backup3" are undone.
+    "$BENCH_DIR/mutate.sh" --revert "$CORPUS"
+    CORPUS_BYTES=$(du -sb "$CORPUS" | cut -f1)
     declare -A REPO=() TARGET=()
     for tool in "${TOOLS[@]}"; do
         REPO[$tool]="$RUN/repo-$tool"
