@@ -93,6 +93,10 @@ const PACK_HEADER_VECTOR: (&str, &str) = (
 /// The chunk lengths of `big_file(1)` under repo-v1's chunker config.
 const BIG_CHUNKS: [usize; 8] = [227391, 152269, 136210, 137376, 174092, 262144, 262144, 148375];
 
+/// The chunk lengths of the zero-run vector (section 18.6) under repo-v1's
+/// chunker sizes and seed with `zero_runs`.
+const ZERO_RUN_CHUNKS: [usize; 9] = [227391, 152269, 65536, 65536, 65536, 65536, 174066, 137376, 46754];
+
 /// Asserts the format document contains `hex` (whitespace ignored, so the
 /// document may wrap long vectors).
 fn assert_documented(name: &str, hex: &str) {
@@ -647,6 +651,27 @@ fn frozen_repo_matches_the_written_format() {
     assert_eq!(ids, node.content, "chunk boundaries changed");
     assert_documented("chunk lengths", &format!("{BIG_CHUNKS:?}").replace(' ', ""));
     assert_documented("chunker seed", &repo.config().chunker.seed.to_string());
+}
+
+/// Chunking with `zero_runs` (FORMAT.md 13 and 18.6): the big file's first
+/// 400,000 bytes, 300,000 zero bytes, then the next 300,000 bytes.
+#[test]
+fn zero_run_chunking_vector() {
+    let big = big_file(1);
+    let mut data = big[..400_000].to_vec();
+    data.resize(700_000, 0);
+    data.extend_from_slice(&big[400_000..700_000]);
+    let chunker = arch_repository::Chunker::new(arch_repository::ChunkerParams {
+        min_size: 65536,
+        avg_size: 131072,
+        max_size: 262144,
+        seed: 2687222195023099827,
+        zero_runs: true,
+    });
+    let mut lengths = Vec::new();
+    chunker.cut(&data, true, &mut lengths);
+    assert_eq!(lengths, ZERO_RUN_CHUNKS, "chunk boundaries changed");
+    assert_documented("zero-run chunk lengths", &format!("{ZERO_RUN_CHUNKS:?}").replace(' ', ""));
 }
 
 /// Loads every tree under `id` and checks that re-encoding it gives the

@@ -8,6 +8,17 @@ use crate::config::ChunkerParams;
 /// Boundaries depend only on the bytes from a chunk's start up to its end
 /// (at most `max_size` bytes), which is what lets a streaming reader chunk a
 /// file buffer by buffer and get the same chunks as over the whole file.
+///
+/// With [`ChunkerParams::zero_runs`], a chunk also ends at the first
+/// position at least `min_size` into it that follows 64 zero bytes. Over
+/// zeros FastCDC's hash settles to a constant that almost never meets the
+/// cut mask, so a zero region was swallowed by one chunk of up to
+/// `max_size` together with the data before and after it, and that data
+/// deduplicated only if its neighbourhood repeated too (disk images, VM
+/// images and preallocated files are zeros between repeated blocks). With
+/// the rule, the data before a zero region ends in a chunk of its own, the
+/// region becomes identical `min_size` chunks, and data without 64 zero
+/// bytes in a row is cut exactly as before.
 #[derive(Clone, Debug)]
 pub struct Chunker {
     params: ChunkerParams,
@@ -35,23 +46,79 @@ impl Chunker {
     pub fn cut(&self, buf: &[u8], at_eof: bool, out: &mut Vec<usize>) {
         out.clear();
         let p = &self.params;
-        let cdc = FastCDC::with_level_and_seed(
-            buf,
-            p.min_size as usize,
-            p.avg_size as usize,
-            p.max_size as usize,
-            Normalization::Level1,
-            p.seed,
-        );
-        for c in cdc {
-            // A chunk that reaches the end of a non-final buffer might have
-            // been cut later with more data: hold it back.
-            if !at_eof && c.offset + c.length == buf.len() {
-                break;
+        let min_size = p.min_size as usize;
+        let mut start = 0;
+        'restart: while start < buf.len() {
+            let rest = &buf[start..];
+            let cdc = FastCDC::with_level_and_seed(
+                rest,
+                min_size,
+                p.avg_size as usize,
+                p.max_size as usize,
+                Normalization::Level1,
+                p.seed,
+            );
+            for c in cdc {
+                let chunk = &rest[c.offset..c.offset + c.length];
+                if p.zero_runs {
+                    if let Some(len) = zero_cut(chunk, min_size) {
+                        // Final: it depends only on bytes before it. FastCDC
+                        // starts afresh where it ends.
+                        out.push(len);
+                        start += c.offset + len;
+                        continue 'restart;
+                    }
+                }
+                // A chunk that reaches the end of a non-final buffer might
+                // have been cut later with more data: hold it back.
+                if !at_eof && c.offset + c.length == rest.len() {
+                    break 'restart;
+                }
+                out.push(c.length);
             }
-            out.push(c.length);
+            break;
         }
     }
+}
+
+/// Zero bytes in a row after which a chunk may end.
+const ZERO_RUN: usize = 64;
+
+/// The first cut point `p` with `min_size <= p < chunk.len()` that follows
+/// `ZERO_RUN` zero bytes (`chunk[p - ZERO_RUN..p]` all zero), if any.
+fn zero_cut(chunk: &[u8], min_size: usize) -> Option<usize> {
+    let len = chunk.len();
+    // Where a window ending at min_size or later may start; min_size >= 64
+    // is validated with the config.
+    let from = min_size.checked_sub(ZERO_RUN)?;
+    let word_at = |i: usize| u64::from_ne_bytes(chunk[i..i + 8].try_into().expect("8 bytes"));
+    // Every window of 64 zero bytes contains a whole zero word at an
+    // offset that is a multiple of 8, so only those words are tested until
+    // one is zero; then the run around it is measured byte by byte.
+    let mut w = from.next_multiple_of(8);
+    while w + 8 <= len {
+        if word_at(w) != 0 {
+            w += 8;
+            continue;
+        }
+        let mut run_start = w;
+        while run_start > from && chunk[run_start - 1] == 0 {
+            run_start -= 1;
+        }
+        let mut run_end = w + 8;
+        while run_end < len && chunk[run_end] == 0 {
+            run_end += 1;
+        }
+        let p = run_start + ZERO_RUN;
+        if p >= len {
+            return None;
+        }
+        if p <= run_end {
+            return Some(p);
+        }
+        w = (run_end + 1).next_multiple_of(8);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -59,7 +126,93 @@ mod tests {
     use super::*;
 
     fn params() -> ChunkerParams {
-        ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384, seed: 42 }
+        ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384, seed: 42, zero_runs: false }
+    }
+
+    fn cuts(c: &Chunker, data: &[u8]) -> Vec<usize> {
+        let mut v = Vec::new();
+        c.cut(data, true, &mut v);
+        v
+    }
+
+    /// The chunks of `data` as (offset, bytes).
+    fn chunks<'d>(c: &Chunker, data: &'d [u8]) -> Vec<(usize, &'d [u8])> {
+        let mut at = 0;
+        cuts(c, data)
+            .into_iter()
+            .map(|n| {
+                at += n;
+                (at - n, &data[at - n..at])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn without_zero_runs_the_rule_changes_nothing() {
+        let data = pseudo_random(400_000);
+        let zero = Chunker::new(ChunkerParams { zero_runs: true, ..params() });
+        assert_eq!(cuts(&zero, &data), cuts(&Chunker::new(params()), &data));
+    }
+
+    #[test]
+    fn a_zero_region_ends_the_chunk_before_it_and_becomes_minimal_chunks() {
+        let c = Chunker::new(ChunkerParams { zero_runs: true, ..params() });
+        let (head, zeros) = (pseudo_random(60_000), 50_000);
+        let mut data = head.clone();
+        data.resize(head.len() + zeros, 0);
+        data.extend_from_slice(&pseudo_random(70_000)[7..]);
+        let got = chunks(&c, &data);
+        // The chunk holding the end of the data stops 64 bytes into the zeros.
+        assert!(got.iter().any(|(at, b)| at + b.len() == head.len() + 64), "{:?}", cuts(&c, &data));
+        // Inside the region: chunks of exactly min_size zeros.
+        let inside: Vec<_> =
+            got.iter().filter(|(at, b)| *at > head.len() && at + b.len() < head.len() + zeros).collect();
+        assert_eq!(inside.len(), (zeros - 64) / 1024);
+        assert!(inside.iter().all(|(_, b)| b.len() == 1024 && b.iter().all(|&x| x == 0)));
+        // Streaming gives the same chunks.
+        for window in [16_384usize, 20_000, 33_333] {
+            let (mut pos, mut got, mut tmp) = (0usize, Vec::new(), Vec::new());
+            while pos < data.len() {
+                let end = (pos + window).min(data.len());
+                c.cut(&data[pos..end], end == data.len(), &mut tmp);
+                pos += tmp.iter().sum::<usize>();
+                got.extend_from_slice(&tmp);
+            }
+            assert_eq!(got, cuts(&c, &data), "window {window}");
+        }
+    }
+
+    /// A block followed by zeros, then by different data each time (a disk
+    /// image's file followed by free space): with the rule, the block's last
+    /// chunk is stored once; without it, it is stored again every time,
+    /// merged with what follows the zeros.
+    #[test]
+    fn a_block_before_zeros_deduplicates_whatever_follows_the_zeros() {
+        let block = pseudo_random(100_000);
+        let image = |seed: u8| {
+            let mut d: Vec<u8> =
+                pseudo_random(30_000 + usize::from(seed) * 777).into_iter().map(|b| b ^ seed).collect();
+            d.extend_from_slice(&block);
+            d.resize(d.len() + 8_000, 0);
+            d.extend(pseudo_random(30_000).into_iter().map(|b| b.wrapping_add(seed)));
+            d
+        };
+        let (one, two) = (image(1), image(2));
+        let stored_twice = |zero_runs: bool| {
+            let c = Chunker::new(ChunkerParams { zero_runs, ..params() });
+            let first: std::collections::HashSet<&[u8]> =
+                chunks(&c, &one).into_iter().map(|(_, b)| b).collect();
+            chunks(&c, &two)
+                .into_iter()
+                .filter(|(_, b)| !first.contains(b))
+                .map(|(_, b)| b.len())
+                .sum::<usize>()
+        };
+        let (with, without) = (stored_twice(true), stored_twice(false));
+        assert!(
+            with + 5_000 < without,
+            "new bytes in the second image: {with} with the rule, {without} without"
+        );
     }
 
     fn pseudo_random(n: usize) -> Vec<u8> {

@@ -7,8 +7,8 @@ use proptest::prelude::*;
 use crate::chunker::Chunker;
 use crate::config::ChunkerParams;
 
-fn params(seed: u64) -> ChunkerParams {
-    ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096, seed }
+fn params(seed: u64, zero_runs: bool) -> ChunkerParams {
+    ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096, seed, zero_runs }
 }
 
 fn data(seed: u64, len: usize, runs: bool) -> Vec<u8> {
@@ -16,7 +16,7 @@ fn data(seed: u64, len: usize, runs: bool) -> Vec<u8> {
     (0..len)
         .map(|i| {
             if runs && (i / 3000) % 2 == 1 {
-                return 0; // long zero runs: cuts forced by max_size
+                return 0; // long zero runs: cut by max_size, or by the zero rule
             }
             x ^= x << 13;
             x ^= x >> 7;
@@ -30,24 +30,33 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn chunks_cover_the_input_within_bounds(seed: u64, len in 0usize..60_000, runs: bool) {
+    fn chunks_cover_the_input_within_bounds(seed: u64, len in 0usize..60_000, runs: bool, zero_runs: bool) {
         let d = data(seed, len, runs);
-        let c = Chunker::new(params(seed));
+        let c = Chunker::new(params(seed, zero_runs));
         let mut cuts = Vec::new();
         c.cut(&d, true, &mut cuts);
         prop_assert_eq!(cuts.iter().sum::<usize>(), d.len());
+        let mut at = 0;
         for (i, &n) in cuts.iter().enumerate() {
             prop_assert!(n <= 4096, "chunk {} is {} bytes", i, n);
             prop_assert!(n >= 256 || i + 1 == cuts.len(), "chunk {} is {} bytes", i, n);
+            if zero_runs {
+                // No chunk runs on past 64 zero bytes once it has its minimum.
+                let chunk = &d[at..at + n];
+                for p in 256..n {
+                    prop_assert!(chunk[p - 64..p].iter().any(|&b| b != 0), "chunk {} runs on past zeros at {}", i, p);
+                }
+            }
+            at += n;
         }
     }
 
     #[test]
     fn streaming_in_any_buffer_size_gives_the_same_chunks(
-        seed: u64, len in 0usize..40_000, window in 4096usize..12_000, runs: bool,
+        seed: u64, len in 0usize..40_000, window in 4096usize..12_000, runs: bool, zero_runs: bool,
     ) {
         let d = data(seed, len, runs);
-        let c = Chunker::new(params(seed ^ 7));
+        let c = Chunker::new(params(seed ^ 7, zero_runs));
         let mut whole = Vec::new();
         c.cut(&d, true, &mut whole);
         let (mut pos, mut got, mut tmp) = (0usize, Vec::new(), Vec::new());

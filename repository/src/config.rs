@@ -20,6 +20,12 @@ pub struct ChunkerParams {
     pub max_size: u32,
     /// Secret gear-table seed.
     pub seed: u64,
+    /// Whether a chunk also ends after 64 zero bytes (see
+    /// [`crate::Chunker`]). Repositories created before this rule existed
+    /// lack the field and keep cutting without it, so their new backups
+    /// still deduplicate against their old ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub zero_runs: bool,
 }
 
 /// The repository's sealed `config` object. Written once by `init`.
@@ -103,6 +109,7 @@ impl InitOptions {
                 avg_size: avg,
                 max_size: max,
                 seed: u64::from_le_bytes(seed),
+                zero_runs: true,
             }),
             compression_level: level,
             pack_size,

@@ -17,6 +17,7 @@ fn chunker() -> Chunker {
         avg_size: MIB as u32,
         max_size: 8 * MIB as u32,
         seed: 7,
+        zero_runs: true,
     })
 }
 
