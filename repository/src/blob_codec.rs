@@ -37,6 +37,18 @@ fn size_class(len: usize) -> usize {
     usize::from(len <= 256 << 10) + usize::from(len <= 128 << 10) + usize::from(len <= 16 << 10)
 }
 
+/// Compresses `data` into `out` (cleared first) with the context of its
+/// size class; returns the compressed length.
+fn compress(
+    compressors: &mut [zstd::bulk::Compressor<'static>; 4],
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    compressors[size_class(data.len())].compress_to_buffer(data, out)
+}
+
 /// Whether `compressed` bytes for `raw` bytes of input save enough to be
 /// worth a decompression pass on restore (1/32).
 fn pays(compressed: usize, raw: usize) -> bool {
@@ -61,14 +73,8 @@ impl BlobEncoder {
     /// fail to compress is stored raw without compressing the rest.
     pub fn seal_blob(&mut self, key: &Key, data: &[u8], out: &mut Vec<u8>) -> Compression {
         out.clear();
-        let compressed = self.samples_compress(data) && {
-            self.scratch.clear();
-            self.scratch.reserve(zstd::zstd_safe::compress_bound(data.len()));
-            match self.compressors[size_class(data.len())].compress_to_buffer(data, &mut self.scratch) {
-                Ok(n) => pays(n, data.len()),
-                Err(_) => false,
-            }
-        };
+        let compressed = self.samples_compress(data)
+            && compress(&mut self.compressors, data, &mut self.scratch).is_ok_and(|n| pays(n, data.len()));
         if compressed {
             key.seal_append(&self.scratch, out);
             Compression::Zstd
@@ -88,15 +94,9 @@ impl BlobEncoder {
         for from in [0, mid, data.len() - SAMPLE] {
             self.sample.extend_from_slice(&data[from..from + SAMPLE]);
         }
-        self.scratch.clear();
-        self.scratch.reserve(zstd::zstd_safe::compress_bound(self.sample.len()));
-        match self.compressors[size_class(self.sample.len())]
-            .compress_to_buffer(&self.sample, &mut self.scratch)
-        {
-            Ok(n) => pays(n, self.sample.len()),
-            // Let the whole blob decide.
-            Err(_) => true,
-        }
+        // An error lets the whole blob decide.
+        compress(&mut self.compressors, &self.sample, &mut self.scratch)
+            .map_or(true, |n| pays(n, self.sample.len()))
     }
 
     /// Seals blob `id` with plaintext `data` straight into `pack`; returns
@@ -283,11 +283,8 @@ mod tests {
                     continue;
                 }
                 let data = text(n + round + i);
-                enc.scratch.clear();
-                enc.scratch.reserve(zstd::zstd_safe::compress_bound(data.len()));
                 let class = size_class(data.len());
-                let m =
-                    enc.compressors[class].compress_to_buffer(&data, &mut enc.scratch).expect("compresses");
+                let m = compress(&mut enc.compressors, &data, &mut enc.scratch).expect("compresses");
                 if round < 2 {
                     assert_eq!(
                         &enc.scratch[..m],
