@@ -202,7 +202,6 @@ impl<'a> Backup<'a> {
         };
         let scope = Scope::new(&self.cancel);
         let (_, blob_workers, _) = self.opts.resolved(self.repo.backend().connections());
-        let budget = chunk_budget(self.repo, blob_workers);
         let ctx = Ctx {
             repo: self.repo,
             pending: self.repo.index().session(),
@@ -219,11 +218,8 @@ impl<'a> Backup<'a> {
             with_atime: self.opts.with_atime,
             read_mode: self.opts.read_mode,
             compression_level,
-            // As many idle buffers as the budget has bytes: with fewer,
-            // the FileSavers got a fresh buffer for one large chunk in
-            // five, its pages faulted in and zeroed.
-            chunk_bufs: crate::pool::BufPool::new(16, budget),
-            chunk_budget: crate::budget::ByteBudget::new(budget),
+            chunk_bufs: crate::pool::BufPool::new(2 * blob_workers + 2),
+            chunk_budget: crate::budget::ByteBudget::new(chunk_budget(self.repo, blob_workers)),
             #[cfg(test)]
             fault: self.fault,
             #[cfg(test)]
