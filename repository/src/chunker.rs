@@ -46,37 +46,45 @@ impl Chunker {
     pub fn cut(&self, buf: &[u8], at_eof: bool, out: &mut Vec<usize>) {
         out.clear();
         let p = &self.params;
-        let min_size = p.min_size as usize;
-        let mut start = 0;
-        'restart: while start < buf.len() {
-            let rest = &buf[start..];
-            let cdc = FastCDC::with_level_and_seed(
-                rest,
+        let (min_size, max_size) = (p.min_size as usize, p.max_size as usize);
+        let fastcdc = |data| {
+            FastCDC::with_level_and_seed(
+                data,
                 min_size,
                 p.avg_size as usize,
-                p.max_size as usize,
+                max_size,
                 Normalization::Level1,
                 p.seed,
-            );
-            for c in cdc {
-                let chunk = &rest[c.offset..c.offset + c.length];
-                if p.zero_runs {
-                    if let Some(len) = zero_cut(chunk, min_size) {
-                        // Final: it depends only on bytes before it. FastCDC
-                        // starts afresh where it ends.
-                        out.push(len);
-                        start += c.offset + len;
-                        continue 'restart;
-                    }
-                }
+            )
+        };
+        if !p.zero_runs {
+            for c in fastcdc(buf) {
                 // A chunk that reaches the end of a non-final buffer might
                 // have been cut later with more data: hold it back.
-                if !at_eof && c.offset + c.length == rest.len() {
-                    break 'restart;
+                if !at_eof && c.offset + c.length == buf.len() {
+                    break;
                 }
                 out.push(c.length);
             }
-            break;
+            return;
+        }
+        // One chunk at a time: where a zero run gives a cut, FastCDC only
+        // looks at the bytes before it (its cuts there are the same as over
+        // the whole buffer), instead of hashing through the zeros to
+        // max_size.
+        let mut zeros = ZeroRuns { buf, scanned: 0, run: None };
+        let mut start = 0;
+        while start < buf.len() {
+            let zero_cut = zeros.first_cut(start + min_size, (start + max_size).min(buf.len()));
+            let window = &buf[start..zero_cut.unwrap_or(buf.len())];
+            let Some(c) = fastcdc(window).next() else { break };
+            // A chunk cut by its zero run, or by content before the end of
+            // the buffer, is final: it depends only on bytes before its end.
+            if zero_cut.is_none() && !at_eof && c.length == buf.len() - start {
+                break;
+            }
+            out.push(c.length);
+            start += c.length;
         }
     }
 }
@@ -84,41 +92,70 @@ impl Chunker {
 /// Zero bytes in a row after which a chunk may end.
 const ZERO_RUN: usize = 64;
 
-/// The first cut point `p` with `min_size <= p < chunk.len()` that follows
-/// `ZERO_RUN` zero bytes (`chunk[p - ZERO_RUN..p]` all zero), if any.
-fn zero_cut(chunk: &[u8], min_size: usize) -> Option<usize> {
-    let len = chunk.len();
-    // Where a window ending at min_size or later may start; min_size >= 64
-    // is validated with the config.
-    let from = min_size.checked_sub(ZERO_RUN)?;
-    let word_at = |i: usize| u64::from_ne_bytes(chunk[i..i + 8].try_into().expect("8 bytes"));
-    // Every window of 64 zero bytes contains a whole zero word at an
-    // offset that is a multiple of 8, so only those words are tested until
-    // one is zero; then the run around it is measured byte by byte.
-    let mut w = from.next_multiple_of(8);
-    while w + 8 <= len {
-        if word_at(w) != 0 {
-            w += 8;
-            continue;
+/// The runs of at least [`ZERO_RUN`] zero bytes of a buffer, found in one
+/// pass as the chunks move along it.
+struct ZeroRuns<'a> {
+    buf: &'a [u8],
+    /// Bytes before this were searched.
+    scanned: usize,
+    /// The first run (start, end) not yet passed.
+    run: Option<(usize, usize)>,
+}
+
+impl ZeroRuns<'_> {
+    /// The first cut point `p` with `from <= p < until` that follows
+    /// `ZERO_RUN` zero bytes (`buf[p - ZERO_RUN..p]` all zero), if any.
+    /// Calls must not decrease `from`.
+    fn first_cut(&mut self, from: usize, until: usize) -> Option<usize> {
+        loop {
+            match self.run {
+                // Ends before any cut this or a later chunk may take.
+                Some((_, end)) if end < from => self.run = None,
+                Some((start, end)) => {
+                    let p = (start + ZERO_RUN).max(from);
+                    debug_assert!(p <= end, "runs are at least ZERO_RUN long");
+                    return (p < until).then_some(p);
+                }
+                None => {
+                    self.run = self.next_run(until);
+                    self.run?;
+                }
+            }
         }
-        let mut run_start = w;
-        while run_start > from && chunk[run_start - 1] == 0 {
-            run_start -= 1;
-        }
-        let mut run_end = w + 8;
-        while run_end < len && chunk[run_end] == 0 {
-            run_end += 1;
-        }
-        let p = run_start + ZERO_RUN;
-        if p >= len {
-            return None;
-        }
-        if p <= run_end {
-            return Some(p);
-        }
-        w = (run_end + 1).next_multiple_of(8);
     }
-    None
+
+    /// Searches on from `scanned` for the next run starting before
+    /// `until`. Every run of 64 zero bytes holds a whole zero word at an
+    /// offset that is a multiple of 8, so only those words are tested until
+    /// one is zero; then the run around it is measured byte by byte.
+    fn next_run(&mut self, until: usize) -> Option<(usize, usize)> {
+        let buf = self.buf;
+        let mut w = self.scanned.next_multiple_of(8);
+        while w + 8 <= buf.len() && w < until {
+            if u64::from_ne_bytes(buf[w..w + 8].try_into().expect("8 bytes")) != 0 {
+                w += 8;
+                continue;
+            }
+            // Back to the run's true start, which may lie before `scanned`
+            // (in a word that was not all zero): the cut must not depend on
+            // where earlier searches stopped.
+            let mut start = w;
+            while start > 0 && buf[start - 1] == 0 {
+                start -= 1;
+            }
+            let mut end = w + 8;
+            while end < buf.len() && buf[end] == 0 {
+                end += 1;
+            }
+            self.scanned = end;
+            if end - start >= ZERO_RUN {
+                return Some((start, end));
+            }
+            w = end.next_multiple_of(8);
+        }
+        self.scanned = self.scanned.max(w.min(until));
+        None
+    }
 }
 
 #[cfg(test)]
