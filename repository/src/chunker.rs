@@ -172,6 +172,19 @@ mod tests {
         v
     }
 
+    /// The cuts of `data` fed in buffers of `window` bytes, as a FileSaver
+    /// does.
+    fn streamed(c: &Chunker, data: &[u8], window: usize) -> Vec<usize> {
+        let (mut pos, mut got, mut tmp) = (0usize, Vec::new(), Vec::new());
+        while pos < data.len() {
+            let end = (pos + window).min(data.len());
+            c.cut(&data[pos..end], end == data.len(), &mut tmp);
+            pos += tmp.iter().sum::<usize>();
+            got.extend_from_slice(&tmp);
+        }
+        got
+    }
+
     /// The chunks of `data` as (offset, bytes).
     fn chunks<'d>(c: &Chunker, data: &'d [u8]) -> Vec<(usize, &'d [u8])> {
         let mut at = 0;
@@ -208,14 +221,7 @@ mod tests {
         assert!(inside.iter().all(|(_, b)| b.len() == 1024 && b.iter().all(|&x| x == 0)));
         // Streaming gives the same chunks.
         for window in [16_384usize, 20_000, 33_333] {
-            let (mut pos, mut got, mut tmp) = (0usize, Vec::new(), Vec::new());
-            while pos < data.len() {
-                let end = (pos + window).min(data.len());
-                c.cut(&data[pos..end], end == data.len(), &mut tmp);
-                pos += tmp.iter().sum::<usize>();
-                got.extend_from_slice(&tmp);
-            }
-            assert_eq!(got, cuts(&c, &data), "window {window}");
+            assert_eq!(streamed(&c, &data, window), cuts(&c, &data), "window {window}");
         }
     }
 
@@ -272,14 +278,7 @@ mod tests {
         c.cut(&data, true, &mut whole);
         assert_eq!(whole.iter().sum::<usize>(), data.len());
         for window in [20_000usize, 16_384, 50_001] {
-            let (mut pos, mut got, mut tmp) = (0usize, Vec::new(), Vec::new());
-            while pos < data.len() {
-                let end = (pos + window).min(data.len());
-                c.cut(&data[pos..end], end == data.len(), &mut tmp);
-                pos += tmp.iter().sum::<usize>();
-                got.extend_from_slice(&tmp);
-            }
-            assert_eq!(got, whole, "window {window}");
+            assert_eq!(streamed(&c, &data, window), whole, "window {window}");
         }
     }
 
