@@ -301,7 +301,7 @@ pub(crate) fn parse_compression(s: &str) -> Result<Compression, String> {
         "default" => Some(3),
         "max" => Some(19),
         _ => match s.parse::<i32>() {
-            Ok(n) if (1..=22).contains(&n) => Some(n),
+            Ok(n) if arch_archiver::COMPRESSION_LEVELS.contains(&n) => Some(n),
             _ => {
                 return Err(format!(
                     "invalid compression {s:?}: use auto, fast, default, max or a level from 1 to 22"

@@ -188,7 +188,7 @@ impl<'a> Backup<'a> {
             (None, None) => prepare_paths(&self.paths)?,
         };
         let compression_level = self.opts.compression_level.unwrap_or(self.repo.config().compression_level);
-        if !(1..=22).contains(&compression_level) {
+        if !arch_repository::COMPRESSION_LEVELS.contains(&compression_level) {
             return Err(ArchiveError::Invalid(format!(
                 "compression level {compression_level} is out of range: use 1 (fastest) to 22 (smallest)"
             )));

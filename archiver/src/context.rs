@@ -44,9 +44,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) with_atime: bool,
     /// How file content is read.
     pub(crate) read_mode: crate::read_mode::ReadMode,
-    /// Buffers of new chunks, FileSaver -> BlobSaver -> back.
     /// zstd level of the blobs this run stores.
     pub(crate) compression_level: i32,
+    /// Buffers of new chunks, FileSaver -> BlobSaver -> back.
     pub(crate) chunk_bufs: crate::pool::BufPool,
     /// Bytes of chunk buffers between FileSaver and BlobSaver (queued or
     /// being sealed), charged by capacity: what bounds chunk memory.

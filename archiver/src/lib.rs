@@ -102,7 +102,7 @@ pub use arch_repository::{
     open_backend, with_retries, BackendOptions, BackendUrl, Endpoint, RemoteErrorClass, RetryBackend,
     RetryPolicy,
 };
-pub use arch_repository::{parse_size, prune, PruneOptions, PruneReport};
+pub use arch_repository::{parse_size, prune, PruneOptions, PruneReport, COMPRESSION_LEVELS};
 pub use arch_repository::{CachedBackend, SftpBackend, SftpOptions};
 pub use arch_repository::{FaultBackend, FaultEffect, FaultOp, FaultPlan, FaultRule};
 pub use backup::{Backup, BackupResult};

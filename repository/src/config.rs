@@ -7,6 +7,9 @@ use crate::key_file::KdfParams;
 /// The current repository format version.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The zstd levels a repository, or a single backup, may compress at.
+pub const COMPRESSION_LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
+
 /// Content-defined chunking parameters. The seed is secret (the config is
 /// sealed), so chunk boundaries do not fingerprint content across
 /// repositories.
@@ -143,7 +146,7 @@ impl Config {
                 c.min_size, c.avg_size, c.max_size
             )));
         }
-        if !(1..=22).contains(&self.compression_level) {
+        if !COMPRESSION_LEVELS.contains(&self.compression_level) {
             return Err(RepoError::InvalidOption(format!(
                 "compression level {} (1..22)",
                 self.compression_level

@@ -78,7 +78,7 @@ pub use check::{
     ProblemKind, ReadData, Usage,
 };
 pub use chunker::Chunker;
-pub use config::{ChunkerParams, Config, InitOptions, FORMAT_VERSION};
+pub use config::{ChunkerParams, Config, InitOptions, COMPRESSION_LEVELS, FORMAT_VERSION};
 pub use crypto::{AuthError, Key, SEAL_OVERHEAD};
 pub use error::{BackendError, RemoteErrorClass, RepoError};
 pub use fault_backend::{FaultBackend, FaultEffect, FaultOp, FaultPlan, FaultRule};
