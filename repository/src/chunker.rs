@@ -47,27 +47,6 @@ impl Chunker {
         out.clear();
         let p = &self.params;
         let (min_size, max_size) = (p.min_size as usize, p.max_size as usize);
-        let fastcdc = |data| {
-            FastCDC::with_level_and_seed(
-                data,
-                min_size,
-                p.avg_size as usize,
-                max_size,
-                Normalization::Level1,
-                p.seed,
-            )
-        };
-        if !p.zero_runs {
-            for c in fastcdc(buf) {
-                // A chunk that reaches the end of a non-final buffer might
-                // have been cut later with more data: hold it back.
-                if !at_eof && c.offset + c.length == buf.len() {
-                    break;
-                }
-                out.push(c.length);
-            }
-            return;
-        }
         // One chunk at a time: where a zero run gives a cut, FastCDC only
         // looks at the bytes before it (its cuts there are the same as over
         // the whole buffer), instead of hashing through the zeros to
@@ -75,11 +54,25 @@ impl Chunker {
         let mut zeros = ZeroRuns { buf, scanned: 0, run: None };
         let mut start = 0;
         while start < buf.len() {
-            let zero_cut = zeros.first_cut(start + min_size, (start + max_size).min(buf.len()));
+            let zero_cut = if p.zero_runs {
+                zeros.first_cut(start + min_size, (start + max_size).min(buf.len()))
+            } else {
+                None
+            };
             let window = &buf[start..zero_cut.unwrap_or(buf.len())];
-            let Some(c) = fastcdc(window).next() else { break };
+            let mut cdc = FastCDC::with_level_and_seed(
+                window,
+                min_size,
+                p.avg_size as usize,
+                max_size,
+                Normalization::Level1,
+                p.seed,
+            );
+            let Some(c) = cdc.next() else { break };
             // A chunk cut by its zero run, or by content before the end of
             // the buffer, is final: it depends only on bytes before its end.
+            // One that reaches the end of a non-final buffer might have been
+            // cut later with more data: hold it back.
             if zero_cut.is_none() && !at_eof && c.length == buf.len() - start {
                 break;
             }
