@@ -118,38 +118,53 @@ impl ZeroRuns<'_> {
     }
 
     /// Searches on from `scanned` for the next run starting before
-    /// `until`. Every run of 64 zero bytes holds a whole zero word at an
-    /// offset that is a multiple of 8, so only those words are tested until
-    /// one is zero; then the run around it is measured byte by byte.
+    /// `until`. A run of 64 zero bytes holds 7 whole words at offsets that
+    /// are multiples of 8, and one of any 7 such words in a row is a
+    /// multiple of 56 bytes from where the search (re)started: only those
+    /// words are tested until one is zero; then the run around it is
+    /// measured. Stopping at `until` keeps that stride, so a later call
+    /// goes on where this one stopped.
     fn next_run(&mut self, until: usize) -> Option<(usize, usize)> {
         let buf = self.buf;
+        let zero_word = |at: usize| buf.get(at..at + 8).is_some_and(|w| w == [0u8; 8]);
         let mut w = self.scanned.next_multiple_of(8);
         while w + 8 <= buf.len() && w < until {
-            if u64::from_ne_bytes(buf[w..w + 8].try_into().expect("8 bytes")) != 0 {
-                w += 8;
+            if !zero_word(w) {
+                w += STRIDE;
                 continue;
             }
             // Back to the run's true start, which may lie before `scanned`
-            // (in a word that was not all zero): the cut must not depend on
-            // where earlier searches stopped.
+            // (at most one stride back: the word tested before was not all
+            // zero); the cut must not depend on where earlier searches
+            // stopped.
             let mut start = w;
             while start > 0 && buf[start - 1] == 0 {
                 start -= 1;
             }
             let mut end = w + 8;
+            while zero_word(end) {
+                end += 8;
+            }
             while end < buf.len() && buf[end] == 0 {
                 end += 1;
             }
+            // A byte that is not zero (or the end of the buffer) ends the
+            // run, so no run straddles where the next search starts.
             self.scanned = end;
             if end - start >= ZERO_RUN {
                 return Some((start, end));
             }
             w = end.next_multiple_of(8);
         }
-        self.scanned = self.scanned.max(w.min(until));
+        self.scanned = self.scanned.max(w);
         None
     }
 }
+
+/// Bytes between the words [`ZeroRuns::next_run`] tests: 7 words, so that
+/// every run of [`ZERO_RUN`] zero bytes holds one of them.
+const STRIDE: usize = 56;
+const _: () = assert!(STRIDE + 8 <= ZERO_RUN && STRIDE.is_multiple_of(8));
 
 #[cfg(test)]
 mod tests {
