@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use arch_archiver::Progress;
@@ -51,7 +51,6 @@ struct State {
     bytes_skipped: AtomicU64,
     stored: AtomicU64,
     current: Mutex<BTreeSet<PathBuf>>,
-    stop: AtomicBool,
 }
 
 struct Sink {
@@ -120,7 +119,9 @@ fn emit(v: &serde_json::Value) {
 pub struct Reporter {
     state: Arc<State>,
     mode: Mode,
-    ticker: Option<std::thread::JoinHandle<()>>,
+    /// Dropping the sender wakes the ticker at once, so `finish` does not
+    /// wait out a sleep (every command ends with it).
+    ticker: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
 impl Reporter {
@@ -134,7 +135,8 @@ impl Reporter {
         }
         .map(|every| {
             let st = Arc::clone(&state);
-            std::thread::spawn(move || tick(&st, mode, every, verb))
+            let (stop, stopped) = mpsc::channel();
+            (stop, std::thread::spawn(move || tick(&st, &stopped, mode, every, verb)))
         });
         Reporter { state, mode, ticker }
     }
@@ -144,26 +146,25 @@ impl Reporter {
     }
 
     pub fn finish(mut self) {
-        self.state.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.ticker.take() {
+        if let Some((stop, t)) = self.ticker.take() {
+            drop(stop);
             let _ = t.join();
         }
     }
 }
 
-fn tick(st: &State, mode: Mode, every: Duration, verb: &str) {
+fn tick(st: &State, stopped: &mpsc::Receiver<()>, mode: Mode, every: Duration, verb: &str) {
     let start = Instant::now();
     let mut next = start + every;
     loop {
-        // Sleep in short steps so finish() returns promptly.
-        while Instant::now() < next {
-            if st.stop.load(Ordering::Relaxed) {
-                if mode == Mode::Terminal {
-                    eprint!("\r\x1b[K");
-                }
-                return;
+        // Nothing is ever sent: this waits for the interval or for finish().
+        if let Err(mpsc::RecvTimeoutError::Disconnected) =
+            stopped.recv_timeout(next.saturating_duration_since(Instant::now()))
+        {
+            if mode == Mode::Terminal {
+                eprint!("\r\x1b[K");
             }
-            std::thread::sleep(Duration::from_millis(50).min(every));
+            return;
         }
         next += every;
         let elapsed = start.elapsed();
