@@ -6,9 +6,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use arch_repository::{Node, NodeKind, Timestamp};
-use crossbeam_channel::Sender;
+use arch_repository::{Node, NodeKind, Timestamp, Xattr};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::backup::spawn;
 use crate::context::Ctx;
 use crate::dir_state::DirState;
 use crate::error::ArchiveError;
@@ -121,6 +122,25 @@ pub(crate) fn scan(
     ctx.finish_child(&root, None, tree_tx)
 }
 
+/// Entries the lister hands over at a time: one by one, the two threads
+/// would wake each other for every entry of a cached tree.
+const LIST_BATCH: usize = 32;
+
+/// Batches the lister may read ahead of the scanner. An entry holds a path
+/// and its metadata (a few hundred bytes).
+const LIST_AHEAD: usize = 128;
+
+/// One entry of the walk, with its metadata and extended attributes read.
+type Listed = walkdir::Result<(walkdir::DirEntry, walkdir::Result<std::fs::Metadata>, Vec<Xattr>)>;
+
+/// Walks `top` on a lister thread and saves what it lists. Reading
+/// directories and inodes is what a backup of many small files waits on
+/// when they are not cached: the lister does it ahead, in the same order,
+/// while this thread compares with the parent, opens files and queues them
+/// (docs/PERFORMANCE.md has the timings). A file's metadata is thus read up
+/// to a few thousand entries before the file is opened; one that changes
+/// in between is caught by the FileSaver's check after reading, as one
+/// changed while it was read.
 fn walk(
     ctx: &Ctx<'_>,
     top: &Path,
@@ -130,15 +150,65 @@ fn walk(
     file_tx: &Sender<FileJob>,
     tree_tx: &Sender<Arc<DirState>>,
 ) -> Result<(), ArchiveError> {
+    let saved = std::thread::scope(|s| {
+        let (tx, rx) = bounded::<Vec<Listed>>(LIST_AHEAD);
+        let selector = &mut *selector;
+        let lister = spawn(s, ctx.scope, "arch-list", move || {
+            list(ctx, top, opts, selector, &tx);
+            Ok(())
+        });
+        // Returning drops the receiver, which stops the lister.
+        let saved = save_listed(ctx, top, parent, opts, rx, file_tx, tree_tx);
+        if let Some(l) = lister {
+            // The lister catches its own panics (spawn), so join cannot fail.
+            let _ = l.join();
+        }
+        saved
+    });
+    saved?;
+    for (path, problem) in std::mem::take(&mut selector.problems) {
+        ctx.file_problem(&path, &std::io::Error::other(problem))?;
+    }
+    Ok(())
+}
+
+/// Sends every selected entry under `top` with its metadata, until done,
+/// cancelled, or the scanner stops taking them.
+fn list(ctx: &Ctx<'_>, top: &Path, opts: &BackupOptions, selector: &mut Selector, tx: &Sender<Vec<Listed>>) {
+    let mut batch = Vec::with_capacity(LIST_BATCH);
+    for entry in walk_selected(top, opts, selector) {
+        batch.push(entry.map(|e| {
+            let md = e.metadata();
+            let xattrs = if md.is_ok() { read_xattrs(e.path()) } else { Vec::new() };
+            (e, md, xattrs)
+        }));
+        if batch.len() == LIST_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(LIST_BATCH));
+            if ctx.scope.send(tx, full).is_err() {
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = ctx.scope.send(tx, batch);
+    }
+}
+
+fn save_listed(
+    ctx: &Ctx<'_>,
+    top: &Path,
+    parent: (Arc<DirState>, ParentDir),
+    opts: &BackupOptions,
+    listed: Receiver<Vec<Listed>>,
+    file_tx: &Sender<FileJob>,
+    tree_tx: &Sender<Arc<DirState>>,
+) -> Result<(), ArchiveError> {
     // stack[d] is the directory holding entries of walk depth d, with the
     // parent snapshot's listing of the same directory.
     let mut stack = vec![parent];
-    for entry in walk_selected(top, opts, selector) {
-        if ctx.scope.is_cancelled() {
-            return Err(ArchiveError::Cancelled);
-        }
+    for entry in std::iter::from_fn(|| ctx.scope.recv(&listed)).flatten() {
         ctx.inject(Stage::Scanner)?;
-        let entry = match entry {
+        let (entry, md, xattrs) = match entry {
             Ok(e) => e,
             Err(e) => {
                 let path = e.path().unwrap_or(top).to_path_buf();
@@ -152,7 +222,7 @@ fn walk(
             ctx.finish_child(&done, None, tree_tx)?;
         }
         let (dir, old_dir) = stack.last().cloned().expect("the top's parent stays on the stack");
-        let md = match entry.metadata() {
+        let md = match md {
             Ok(m) => m,
             Err(e) => {
                 let io = e.into_io_error().unwrap_or_else(|| std::io::Error::other("stat failed"));
@@ -164,7 +234,7 @@ fn walk(
             continue;
         }
         let mut node = node_from_metadata(entry.file_name(), &md, &ctx.names);
-        node.xattrs = read_xattrs(entry.path());
+        node.xattrs = xattrs;
         if !ctx.with_atime {
             node.atime = Timestamp::default();
         }
@@ -211,12 +281,13 @@ fn walk(
             }
         }
     }
+    // A cancelled run ends the loop early: the pools are winding down.
+    if ctx.scope.is_cancelled() {
+        return Err(ArchiveError::Cancelled);
+    }
     while stack.len() > 1 {
         let (done, _) = stack.pop().expect("len > 1");
         ctx.finish_child(&done, None, tree_tx)?;
-    }
-    for (path, problem) in std::mem::take(&mut selector.problems) {
-        ctx.file_problem(&path, &std::io::Error::other(problem))?;
     }
     Ok(())
 }
