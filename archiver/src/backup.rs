@@ -330,11 +330,17 @@ fn run_pools(ctx: &Ctx<'_>, input: Input<'_>, opts: &BackupOptions) {
             _ => None,
         };
         let mut workers = Vec::new();
-        for _ in 0..upload_workers {
-            let rx = pack_rx.clone();
-            workers.push(spawn(s, scope, "arch-upload", move || uploader::run(ctx, &rx)));
-        }
         let data_packer = &data_packer;
+        for i in 0..upload_workers {
+            let rx = pack_rx.clone();
+            workers.push(spawn(s, scope, "arch-upload", move || {
+                // An uploader has nothing to do until the first pack is full.
+                if i == 0 {
+                    data_packer.open_ahead(ctx)?;
+                }
+                uploader::run(ctx, &rx)
+            }));
+        }
         for _ in 0..blob_workers {
             let (rx, tx) = (blob_rx.clone(), pack_tx.clone());
             workers.push(spawn(s, scope, "arch-blob", move || blob_saver::run(ctx, &rx, data_packer, &tx)));

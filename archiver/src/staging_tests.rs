@@ -53,6 +53,23 @@ fn a_local_backup_moves_every_staged_pack_into_place_and_leaves_no_staging_file(
     assert!(report.is_ok() && report.unreferenced_packs.is_empty(), "{report:?}");
 }
 
+/// The first pack is opened as the pools start, before any blob needs it:
+/// a backup that stores nothing new adds no pack and leaves no file behind.
+#[test]
+fn a_backup_with_nothing_new_adds_no_pack_and_leaves_no_staging_file() {
+    let _serial = SERIAL.lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = make_source(tmp.path());
+    let repo_dir = tmp.path().join("repo");
+    let repo = init(Arc::new(LocalBackend::new(&repo_dir)));
+    Backup::new(&repo, [&src]).run().unwrap();
+    let packs = repo.backend().list(FileKind::Pack).unwrap().len();
+    let again = Backup::new(&repo, [&src]).run().unwrap();
+    assert!(again.snapshot_id.is_some());
+    assert_eq!(repo.backend().list(FileKind::Pack).unwrap().len(), packs);
+    assert_eq!(temp_files(&repo_dir), Vec::<PathBuf>::new());
+}
+
 #[test]
 fn a_backup_through_a_backend_that_stores_from_memory_round_trips() {
     let _serial = SERIAL.lock();
