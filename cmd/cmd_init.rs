@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use arch_archiver::{InitOptions, Repository};
+use arch_archiver::{Cipher, InitOptions, Repository};
 use clap::Args;
 
 use crate::cli::Cli;
@@ -23,6 +23,25 @@ pub struct InitArgs {
     /// "default" (3), "max" (19), or 1 to 22.
     #[arg(long, value_name = "LEVEL", default_value = "default", value_parser = crate::cli::parse_compression)]
     pub compression: crate::cli::Compression,
+    /// Cipher of the repository's data: "auto" (XAES-256-GCM where the CPU
+    /// has AES instructions, else XChaCha20-Poly1305), "xaes-256-gcm", or
+    /// "xchacha20-poly1305" (also readable by builds older than the first
+    /// with XAES-256-GCM).
+    #[arg(long, value_name = "CIPHER", default_value = "auto", value_parser = parse_cipher)]
+    pub cipher: CipherChoice,
+}
+
+/// `--cipher`: a cipher, or none for this machine's preferred one.
+#[derive(Clone, Copy, Debug)]
+pub struct CipherChoice(Option<Cipher>);
+
+fn parse_cipher(s: &str) -> Result<CipherChoice, String> {
+    match s {
+        "auto" => Ok(CipherChoice(None)),
+        "xaes-256-gcm" => Ok(CipherChoice(Some(Cipher::Xaes256Gcm))),
+        "xchacha20-poly1305" => Ok(CipherChoice(Some(Cipher::XChaCha20Poly1305))),
+        _ => Err(format!("unknown cipher {s:?}: use auto, xaes-256-gcm or xchacha20-poly1305")),
+    }
 }
 
 pub fn run(cli: &Cli, args: &InitArgs) -> Result<i32> {
@@ -30,6 +49,9 @@ pub fn run(cli: &Cli, args: &InitArgs) -> Result<i32> {
     let mut opts = InitOptions::default();
     if let Some(level) = args.compression.0 {
         opts = opts.compression_level(level);
+    }
+    if let Some(cipher) = args.cipher.0 {
+        opts = opts.cipher(cipher);
     }
     if let (Some(from), true) = (&args.from_repo, args.copy_chunker_params) {
         let pw = crate::password::get_source(args.from_password_file.as_deref())?;
@@ -48,7 +70,12 @@ pub fn run(cli: &Cli, args: &InitArgs) -> Result<i32> {
             serde_json::json!({ "repository": loc.url.to_string(), "id": repo.config().id.to_hex() })
         );
     } else if !cli.quiet {
-        println!("created repository {} at {}", repo.config().id.short(), loc.url);
+        println!(
+            "created repository {} at {} ({})",
+            repo.config().id.short(),
+            loc.url,
+            repo.config().cipher().name()
+        );
         println!("keep the password safe: without it the data cannot be recovered");
     }
     Ok(crate::exit::OK)

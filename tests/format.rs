@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arch_archiver::{
-    Backup, BackupOptions, BlobId, BlobType, FileKind, Id, InitOptions, KdfParams, LocalBackend, Node,
-    NodeKind, RepoError, Repository, Restore, Tree,
+    Backup, BackupOptions, BlobId, BlobType, Cipher, FileKind, Id, InitOptions, KdfParams, LocalBackend,
+    Node, NodeKind, RepoError, Repository, Restore, Tree,
 };
 use serde_json::{json, Value};
 
@@ -257,20 +257,73 @@ fn unknown_versions_are_refused() {
         &InitOptions::default().kdf(fast_kdf()),
     )
     .unwrap();
-    // A config of version 2, sealed with the right key.
-    let mut config = serde_json::to_value(repo.config()).unwrap();
-    config["version"] = json!(2);
-    let mut plain = vec![0u8];
-    plain.extend_from_slice(&serde_json::to_vec(&config).unwrap());
-    let sealed = repo.key().seal(&plain);
+    let config = serde_json::to_value(repo.config()).unwrap();
+    // The config is sealed with XChaCha20-Poly1305 whatever the cipher.
+    let key = repo.key().with_cipher(Cipher::XChaCha20Poly1305);
     drop(repo);
-    fs::write(repo_dir.join("config"), sealed).unwrap();
+    let write_config = |edit: &dyn Fn(&mut Value)| {
+        let mut c = config.clone();
+        edit(&mut c);
+        let mut plain = vec![0u8];
+        plain.extend_from_slice(&serde_json::to_vec(&c).unwrap());
+        fs::write(repo_dir.join("config"), key.seal(&plain)).unwrap();
+    };
+    // A newer version is refused as newer, even with values this build
+    // cannot parse.
+    write_config(&|c| {
+        c["version"] = json!(3);
+        c["cipher"] = json!("a-future-cipher");
+    });
     match open(&repo_dir, PASSWORD) {
-        Err(e @ RepoError::UnsupportedVersion { version: 2, .. }) => {
+        Err(e @ RepoError::UnsupportedVersion { version: 3, .. }) => {
             assert!(e.to_string().contains("upgrade arch"), "{e}")
         }
-        other => panic!("config version 2 accepted or wrong error: {other:?}"),
+        other => panic!("config version 3 accepted or wrong error: {other:?}"),
     }
+    // A cipher is named in version 2 and only there; an unknown one is refused.
+    for (version, cipher) in [(1, json!("xaes-256-gcm")), (2, Value::Null), (2, json!("rot13"))] {
+        write_config(&|c| {
+            c["version"] = json!(version);
+            match &cipher {
+                Value::Null => drop(c.as_object_mut().unwrap().remove("cipher")),
+                name => c["cipher"] = name.clone(),
+            }
+        });
+        let err = open(&repo_dir, PASSWORD).unwrap_err();
+        assert!(matches!(err, RepoError::Corrupt { .. }), "version {version}, cipher {cipher}: {err:?}");
+        assert!(err.to_string().contains("config"), "{err}");
+    }
+}
+
+/// New repositories take this machine's preferred cipher: XAES-256-GCM as
+/// format version 2, or XChaCha20-Poly1305 as version 1, which older builds
+/// read. Either round-trips a backup.
+#[test]
+fn the_cipher_decides_the_format_version() {
+    for (cipher, version) in [(Cipher::XChaCha20Poly1305, 1), (Cipher::Xaes256Gcm, 2)] {
+        let (_t, dir) = tempdir();
+        let repo_dir = dir.join("repo");
+        let opts = InitOptions::default().kdf(fast_kdf()).cipher(cipher);
+        let repo = Repository::init(Arc::new(LocalBackend::new(&repo_dir)), PASSWORD, &opts).unwrap();
+        let config = serde_json::to_value(repo.config()).unwrap();
+        assert_eq!(config["version"], json!(version));
+        assert_eq!(config.get("cipher").is_some(), version == 2, "{config}");
+        assert_eq!(repo.key().cipher(), cipher);
+        let src = dir.join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("f"), big_file(1)).unwrap();
+        let done = Backup::new(&repo, [&src]).run().unwrap();
+        drop(repo);
+        let repo = open(&repo_dir, PASSWORD).unwrap();
+        assert_eq!(repo.key().cipher(), cipher);
+        let out = dir.join("out");
+        Restore::new(&repo, &done.snapshot, &out).run().unwrap();
+        assert_eq!(fs::read(out.join(src.strip_prefix("/").unwrap()).join("f")).unwrap(), big_file(1));
+    }
+    let (_t, dir) = tempdir();
+    let backend = Arc::new(LocalBackend::new(dir.join("repo")));
+    let repo = Repository::init(backend, PASSWORD, &InitOptions::default().kdf(fast_kdf())).unwrap();
+    assert_eq!(repo.config().cipher(), Cipher::preferred());
 }
 
 // ---------------------------------------------------------------------------
@@ -417,15 +470,20 @@ fn copy_like_a_clone(from: &Path, to: &Path) {
 
 /// A fresh-clone copy of testdata/repo-v1 in a temp dir, opened.
 fn frozen_copy() -> (tempfile::TempDir, PathBuf, Repository) {
+    frozen_copy_of("repo-v1")
+}
+
+/// A fresh-clone copy of testdata/`name` in a temp dir, opened.
+fn frozen_copy_of(name: &str) -> (tempfile::TempDir, PathBuf, Repository) {
     let (t, dir) = tempdir();
-    let repo_dir = dir.join("repo-v1");
-    copy_like_a_clone(&testdata().join("repo-v1"), &repo_dir);
+    let repo_dir = dir.join(name);
+    copy_like_a_clone(&testdata().join(name), &repo_dir);
     let repo = open(&repo_dir, PASSWORD).unwrap_or_else(|e| panic!("open frozen repository: {e}"));
     (t, repo_dir, repo)
 }
 
-fn expected() -> Value {
-    let path = testdata().join("repo-v1-expected.json");
+fn expected_of(name: &str) -> Value {
+    let path = testdata().join(format!("{name}-expected.json"));
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("expected listing is JSON")
 }
@@ -488,8 +546,35 @@ fn restored_root(target: &Path, snapshot_path: &str) -> PathBuf {
 
 #[test]
 fn frozen_repo_restores_every_snapshot_exactly() {
-    let (_t, repo_dir, repo) = frozen_copy();
-    let expected = expected();
+    restores_every_snapshot_exactly("repo-v1");
+}
+
+/// Format version 2: the same source, sealed with XAES-256-GCM.
+#[test]
+fn frozen_repo_v2_restores_every_snapshot_exactly() {
+    restores_every_snapshot_exactly("repo-v2");
+    let (_t, _dir, repo) = frozen_copy_of("repo-v2");
+    let config = serde_json::to_value(repo.config()).unwrap();
+    assert_eq!((&config["version"], &config["cipher"]), (&json!(2), &json!("xaes-256-gcm")));
+    // Everything but key files and the config is sealed with XAES-256-GCM:
+    // the same key with XChaCha20-Poly1305 opens none of it.
+    let chacha = repo.key().with_cipher(Cipher::XChaCha20Poly1305);
+    for kind in [FileKind::Snapshot, FileKind::Index, FileKind::Pack] {
+        for info in repo.backend().list(kind).unwrap() {
+            let bytes = repo.backend().read(kind, &info.name).unwrap();
+            let sealed = if kind == FileKind::Pack { split_pack(&bytes).1 } else { &bytes[..] };
+            assert!(repo.key().open(sealed).is_ok(), "{kind} {}", info.name);
+            assert!(chacha.open(sealed).is_err(), "{kind} {}", info.name);
+        }
+    }
+    let (_t2, dir) = tempdir();
+    copy_like_a_clone(&testdata().join("repo-v2"), &dir.join("repo"));
+    assert!(matches!(open(&dir.join("repo"), b"arch-test-vectoR"), Err(RepoError::WrongPassword { .. })));
+}
+
+fn restores_every_snapshot_exactly(name: &str) {
+    let (_t, repo_dir, repo) = frozen_copy_of(name);
+    let expected = expected_of(name);
     let want = expected["snapshots"].as_array().unwrap();
     let snaps = repo.list_snapshots().unwrap();
     assert_eq!(snaps.len(), want.len(), "snapshot count");
@@ -851,14 +936,25 @@ fn dir_size(dir: &Path) -> u64 {
 #[test]
 #[ignore = "regenerates testdata/repo-v1; run by hand for a new format version"]
 fn generate_frozen_repo() {
-    let out = testdata().join("repo-v1");
+    generate("repo-v1", Cipher::XChaCha20Poly1305);
+}
+
+#[test]
+#[ignore = "regenerates testdata/repo-v2; run by hand for a new format version"]
+fn generate_frozen_repo_v2() {
+    generate("repo-v2", Cipher::Xaes256Gcm);
+}
+
+fn generate(name: &str, cipher: Cipher) {
+    let out = testdata().join(name);
     if out.exists() {
         fs::remove_dir_all(&out).unwrap();
     }
     let tmp = tempfile::Builder::new().prefix("arch-vector-").tempdir().unwrap();
     let src = fs::canonicalize(tmp.path()).unwrap().join("src");
     fs::create_dir(&src).unwrap();
-    let opts = InitOptions::default().chunk_sizes(64 * 1024, 128 * 1024, 256 * 1024).kdf(fast_kdf());
+    let opts =
+        InitOptions::default().chunk_sizes(64 * 1024, 128 * 1024, 256 * 1024).kdf(fast_kdf()).cipher(cipher);
     let repo = Repository::init(Arc::new(LocalBackend::new(&out)), PASSWORD, &opts).unwrap();
     let mut snapshots = Vec::new();
     for (version, time, tags) in [
@@ -887,12 +983,12 @@ fn generate_frozen_repo() {
         }));
     }
     let expected = json!({
-        "format_version": 1,
+        "format_version": repo.config().version,
         "password": String::from_utf8_lossy(PASSWORD),
         "snapshots": snapshots,
     });
     fs::write(
-        testdata().join("repo-v1-expected.json"),
+        testdata().join(format!("{name}-expected.json")),
         serde_json::to_string_pretty(&expected).unwrap() + "\n",
     )
     .unwrap();

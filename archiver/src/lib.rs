@@ -94,9 +94,9 @@ pub use arch_repository::{
     ReadData, Usage,
 };
 pub use arch_repository::{
-    list_locks, remove_locks, Backend, BackendError, FileInfo, FileKind, InitOptions, KdfParams, Lease,
-    LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotFilter, SnapshotSummary,
-    Timestamp, Tree, Xattr,
+    list_locks, remove_locks, Backend, BackendError, Cipher, FileInfo, FileKind, InitOptions, KdfParams,
+    Lease, LocalBackend, LockInfo, Node, NodeKind, RepoError, Repository, Snapshot, SnapshotFilter,
+    SnapshotSummary, Timestamp, Tree, Xattr,
 };
 pub use arch_repository::{
     open_backend, with_retries, BackendOptions, BackendUrl, Endpoint, RemoteErrorClass, RetryBackend,

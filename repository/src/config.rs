@@ -1,11 +1,16 @@
 use arch_index::Id;
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::Cipher;
 use crate::error::RepoError;
 use crate::key_file::KdfParams;
 
-/// The current repository format version.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest repository format version this build reads and writes.
+/// Version 1 seals everything with XChaCha20-Poly1305; version 2 names the
+/// cipher of everything but key files and the config in `cipher`.
+/// New repositories are version 2 unless made with XChaCha20-Poly1305,
+/// which stays version 1 so that older builds keep reading them.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The zstd levels a repository, or a single backup, may compress at.
 pub const COMPRESSION_LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
@@ -44,6 +49,10 @@ pub struct Config {
     pub compression_level: i32,
     /// Target pack size in bytes.
     pub pack_size: u32,
+    /// The AEAD of everything but key files and the config (version 2
+    /// only; version 1 is XChaCha20-Poly1305 throughout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<Cipher>,
 }
 
 /// Options for creating a repository. Zero means the default, documented
@@ -62,6 +71,8 @@ pub struct InitOptions {
     /// Chunker parameters including the secret seed (to share another
     /// repository's, so copied data deduplicates).
     pub chunker: Option<ChunkerParams>,
+    /// The AEAD for packs, indexes, snapshots and locks.
+    pub cipher: Option<Cipher>,
 }
 
 impl InitOptions {
@@ -90,6 +101,12 @@ impl InitOptions {
         self.chunker = Some(params);
         self
     }
+    /// The AEAD for packs, indexes, snapshots and locks. Default:
+    /// [`Cipher::preferred`] for this machine.
+    pub fn cipher(mut self, cipher: Cipher) -> Self {
+        self.cipher = Some(cipher);
+        self
+    }
     /// Argon2id cost for the first key. Default: [`KdfParams::default`].
     pub fn kdf(mut self, params: KdfParams) -> Self {
         self.kdf = Some(params);
@@ -104,8 +121,11 @@ impl InitOptions {
         crate::crypto::fill_random(&mut seed);
         let mut id = [0u8; 32];
         crate::crypto::fill_random(&mut id);
+        let cipher = self.cipher.unwrap_or_else(Cipher::preferred);
+        let v1 = cipher == Cipher::XChaCha20Poly1305;
         let config = Config {
-            version: FORMAT_VERSION,
+            version: if v1 { 1 } else { 2 },
+            cipher: (!v1).then_some(cipher),
             id: Id(id),
             chunker: self.chunker.clone().unwrap_or(ChunkerParams {
                 min_size: min,
@@ -123,13 +143,28 @@ impl InitOptions {
 }
 
 impl Config {
+    /// The AEAD of everything but key files and the config.
+    pub fn cipher(&self) -> Cipher {
+        self.cipher.unwrap_or(Cipher::XChaCha20Poly1305)
+    }
+
     /// Checks every field is in the range this build supports.
     pub fn validate(&self) -> Result<(), RepoError> {
-        if self.version != FORMAT_VERSION {
-            return Err(RepoError::UnsupportedVersion {
-                what: "repository config".into(),
-                version: self.version,
-            });
+        match (self.version, self.cipher) {
+            (1, None) | (2, Some(_)) => {}
+            (1 | 2, _) => {
+                return Err(RepoError::corrupt(
+                    "config",
+                    format!(
+                        "format version {} with cipher {:?}",
+                        self.version,
+                        self.cipher.map(Cipher::name)
+                    ),
+                ))
+            }
+            (version, _) => {
+                return Err(RepoError::UnsupportedVersion { what: "repository config".into(), version })
+            }
         }
         let c = &self.chunker;
         let ok = (64..=1 << 20).contains(&c.min_size)

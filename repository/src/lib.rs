@@ -79,7 +79,7 @@ pub use check::{
 };
 pub use chunker::Chunker;
 pub use config::{ChunkerParams, Config, InitOptions, COMPRESSION_LEVELS, FORMAT_VERSION};
-pub use crypto::{AuthError, Key, SEAL_OVERHEAD};
+pub use crypto::{AuthError, Cipher, Key, SEAL_OVERHEAD};
 pub use error::{BackendError, RemoteErrorClass, RepoError};
 pub use fault_backend::{FaultBackend, FaultEffect, FaultOp, FaultPlan, FaultRule};
 pub use filter::SnapshotFilter;

@@ -63,6 +63,7 @@ impl Repository {
             config.compression_level,
         );
         backend.create(FileKind::Config, "config", &sealed)?;
+        let key = key.with_cipher(config.cipher());
         Ok(Repository { backend, key, config, index: MasterIndex::new(Default::default()), key_id })
     }
 
@@ -112,9 +113,22 @@ impl Repository {
         };
         let sealed = backend.read(FileKind::Config, "config")?;
         let plain = open_object(&key, &sealed, "config")?;
-        let config: Config =
-            serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt("config", e.to_string()))?;
+        // The version first: a newer format may add values (a cipher) this
+        // build cannot parse, and must be refused as newer, not as damaged.
+        #[derive(serde::Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        let corrupt = |e: serde_json::Error| RepoError::corrupt("config", e.to_string());
+        let Version { version } = serde_json::from_slice(&plain).map_err(corrupt)?;
+        if !(1..=crate::config::FORMAT_VERSION).contains(&version) {
+            return Err(RepoError::UnsupportedVersion { what: "repository config".into(), version });
+        }
+        let config: Config = serde_json::from_slice(&plain).map_err(corrupt)?;
         config.validate()?;
+        // Key files and the config are XChaCha20-Poly1305 in every version,
+        // so any build can read the version; the rest uses the config's cipher.
+        let key = key.with_cipher(config.cipher());
         Ok(Repository { backend, key, config, index: MasterIndex::new(Default::default()), key_id })
     }
 
