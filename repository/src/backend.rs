@@ -133,6 +133,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
     /// Reads a whole object.
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError>;
+    /// Reads a whole object into `buf`, replacing what it held. A backend
+    /// that can read into the caller's buffer reuses its capacity, so a
+    /// caller reading many packs keeps one buffer instead of allocating one
+    /// per pack; the default reads into a new buffer.
+    fn read_into(&self, kind: FileKind, name: &str, buf: &mut Vec<u8>) -> Result<(), BackendError> {
+        *buf = self.read(kind, name)?;
+        Ok(())
+    }
     /// Reads `length` bytes at `offset`.
     fn read_range(
         &self,

@@ -233,6 +233,19 @@ impl Backend for LocalBackend {
         fs::read(&path).map_err(|e| self.io(kind, name, "read", &path, e))
     }
 
+    fn read_into(&self, kind: FileKind, name: &str, buf: &mut Vec<u8>) -> Result<(), BackendError> {
+        let path = self.path_of(kind, name);
+        let read = |buf: &mut Vec<u8>| -> io::Result<()> {
+            let mut f = File::open(&path)?;
+            buf.clear();
+            // Room for exactly the file: read_to_end then never grows the
+            // buffer past it.
+            buf.try_reserve_exact(usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX))?;
+            io::Read::read_to_end(&mut f, buf).map(drop)
+        };
+        read(buf).map_err(|e| self.io(kind, name, "read", &path, e))
+    }
+
     fn read_range(
         &self,
         kind: FileKind,
@@ -340,6 +353,34 @@ mod tests {
         b.delete(FileKind::Pack, &name).unwrap();
         assert!(matches!(b.read(FileKind::Pack, &name), Err(BackendError::NotFound { .. })));
         assert!(matches!(b.delete(FileKind::Pack, &name), Err(BackendError::NotFound { .. })));
+    }
+
+    /// Reading into a buffer replaces its contents and, once it is large
+    /// enough, keeps its allocation; a missing object is NotFound as for
+    /// `read`.
+    #[test]
+    fn read_into_reuses_the_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create_layout().unwrap();
+        let (big, small) = ("ab".repeat(32), "cd".repeat(32));
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+        b.create(FileKind::Pack, &big, &data).unwrap();
+        b.create(FileKind::Pack, &small, b"small").unwrap();
+        let mut buf = b"old contents".to_vec();
+        b.read_into(FileKind::Pack, &big, &mut buf).unwrap();
+        assert_eq!(buf, data);
+        assert_eq!(buf.capacity(), data.len(), "room for exactly the file");
+        let ptr = buf.as_ptr();
+        b.read_into(FileKind::Pack, &small, &mut buf).unwrap();
+        assert_eq!(buf, b"small");
+        b.read_into(FileKind::Pack, &big, &mut buf).unwrap();
+        assert_eq!((buf.as_ptr(), &buf[..]), (ptr, &data[..]), "the same allocation is reused");
+        let missing = "ef".repeat(32);
+        assert!(matches!(
+            b.read_into(FileKind::Pack, &missing, &mut buf),
+            Err(BackendError::NotFound { .. })
+        ));
     }
 
     #[test]
