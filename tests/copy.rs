@@ -1,6 +1,6 @@
 //! Copying snapshots between repositories with different keys.
 
-use arch_archiver::{copy_snapshots, Backup, CancellationToken, InitOptions, Restore};
+use arch_archiver::{copy_snapshots, Backup, CancellationToken, Cipher, InitOptions, Restore};
 
 use crate::common::{self, ArchEnv};
 
@@ -16,10 +16,16 @@ fn copy_transfers_only_missing_blobs_and_restores_identically() {
     let s1 = Backup::new(&src_repo, [&tree]).run().unwrap();
     let s2 = Backup::new(&src_repo, [&extra]).run().unwrap();
 
-    // Same chunker parameters: blobs deduplicate across the two repositories.
+    // Same chunker parameters: blobs deduplicate across the two
+    // repositories. The other cipher (and so the other format version):
+    // copies are opened with one and sealed with the other.
+    let other = match src_repo.key().cipher() {
+        Cipher::Xaes256Gcm => Cipher::XChaCha20Poly1305,
+        Cipher::XChaCha20Poly1305 => Cipher::Xaes256Gcm,
+    };
     let dst = common::init_repo_with(
         &work.join("b"),
-        InitOptions::default().chunker(src_repo.config().chunker.clone()),
+        InitOptions::default().chunker(src_repo.config().chunker.clone()).cipher(other),
     );
     let all = src_repo.list_snapshots().unwrap();
     let r = copy_snapshots(&src_repo, &dst, &all[..1], &CancellationToken::new()).unwrap();
@@ -35,6 +41,7 @@ fn copy_transfers_only_missing_blobs_and_restores_identically() {
 
     // The copies restore byte for byte from the target, with its own key.
     let dst = common::open_repo(&work.join("b"));
+    assert_eq!(dst.key().cipher(), other);
     for (orig, snap) in dst.list_snapshots().unwrap() {
         let source_id = snap.original.expect("a copy records its source");
         assert!(source_id == s1.snapshot_id.unwrap() || source_id == s2.snapshot_id.unwrap());
