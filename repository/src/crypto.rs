@@ -77,8 +77,7 @@ impl Cipher {
 /// `ring`'s assembly.
 pub struct Key {
     bytes: Zeroizing<[u8; 32]>,
-    cipher: Cipher,
-    /// XAES-256-GCM's key-derivation state, for that cipher only.
+    /// XAES-256-GCM's key-derivation state; `None` for XChaCha20-Poly1305.
     xaes: Option<Xaes>,
 }
 
@@ -92,18 +91,22 @@ impl Key {
 
     /// A key from its 32 bytes, sealing with XChaCha20-Poly1305.
     pub fn from_bytes(b: &[u8; 32]) -> Key {
-        Key { bytes: Zeroizing::new(*b), cipher: Cipher::XChaCha20Poly1305, xaes: None }
+        Key { bytes: Zeroizing::new(*b), xaes: None }
     }
 
     /// The same key bytes, sealing with `cipher`.
     pub fn with_cipher(&self, cipher: Cipher) -> Key {
         let xaes = (cipher == Cipher::Xaes256Gcm).then(|| Xaes::new(&self.bytes));
-        Key { bytes: self.bytes.clone(), cipher, xaes }
+        Key { bytes: self.bytes.clone(), xaes }
     }
 
     /// The AEAD this key seals and opens with.
     pub fn cipher(&self) -> Cipher {
-        self.cipher
+        if self.xaes.is_some() {
+            Cipher::Xaes256Gcm
+        } else {
+            Cipher::XChaCha20Poly1305
+        }
     }
 
     /// The raw key bytes (for wrapping in a key file).
