@@ -36,11 +36,12 @@ pub struct InitArgs {
 pub struct CipherChoice(Option<Cipher>);
 
 fn parse_cipher(s: &str) -> Result<CipherChoice, String> {
-    match s {
-        "auto" => Ok(CipherChoice(None)),
-        "xaes-256-gcm" => Ok(CipherChoice(Some(Cipher::Xaes256Gcm))),
-        "xchacha20-poly1305" => Ok(CipherChoice(Some(Cipher::XChaCha20Poly1305))),
-        _ => Err(format!("unknown cipher {s:?}: use auto, xaes-256-gcm or xchacha20-poly1305")),
+    if s == "auto" {
+        return Ok(CipherChoice(None));
+    }
+    match Cipher::ALL.into_iter().find(|c| c.name() == s) {
+        Some(c) => Ok(CipherChoice(Some(c))),
+        None => Err(format!("unknown cipher {s:?}: use auto, xaes-256-gcm or xchacha20-poly1305")),
     }
 }
 

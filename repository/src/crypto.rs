@@ -33,6 +33,9 @@ pub enum Cipher {
 }
 
 impl Cipher {
+    /// Every cipher, for parsing and listing names.
+    pub const ALL: [Cipher; 2] = [Cipher::Xaes256Gcm, Cipher::XChaCha20Poly1305];
+
     /// XAES-256-GCM where this CPU runs AES and carry-less multiplication
     /// in hardware, XChaCha20-Poly1305 elsewhere (where software AES is the
     /// slower of the two).
