@@ -143,6 +143,24 @@ impl InitOptions {
 }
 
 impl Config {
+    /// Parses and validates the config's JSON. The version is read first: a
+    /// newer format may add values (a cipher) this build cannot parse, and
+    /// must be refused as newer, not as damaged.
+    pub(crate) fn decode(json: &[u8]) -> Result<Config, RepoError> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: u32,
+        }
+        let corrupt = |e: serde_json::Error| RepoError::corrupt("config", e.to_string());
+        let Version { version } = serde_json::from_slice(json).map_err(corrupt)?;
+        if !(1..=FORMAT_VERSION).contains(&version) {
+            return Err(RepoError::UnsupportedVersion { what: "repository config".into(), version });
+        }
+        let config: Config = serde_json::from_slice(json).map_err(corrupt)?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// The AEAD of everything but key files and the config.
     pub fn cipher(&self) -> Cipher {
         self.cipher.unwrap_or(Cipher::XChaCha20Poly1305)

@@ -112,20 +112,7 @@ impl Repository {
             (None, _) => return Err(RepoError::WrongPassword { location }),
         };
         let sealed = backend.read(FileKind::Config, "config")?;
-        let plain = open_object(&key, &sealed, "config")?;
-        // The version first: a newer format may add values (a cipher) this
-        // build cannot parse, and must be refused as newer, not as damaged.
-        #[derive(serde::Deserialize)]
-        struct Version {
-            version: u32,
-        }
-        let corrupt = |e: serde_json::Error| RepoError::corrupt("config", e.to_string());
-        let Version { version } = serde_json::from_slice(&plain).map_err(corrupt)?;
-        if !(1..=crate::config::FORMAT_VERSION).contains(&version) {
-            return Err(RepoError::UnsupportedVersion { what: "repository config".into(), version });
-        }
-        let config: Config = serde_json::from_slice(&plain).map_err(corrupt)?;
-        config.validate()?;
+        let config = Config::decode(&open_object(&key, &sealed, "config")?)?;
         // Key files and the config are XChaCha20-Poly1305 in every version,
         // so any build can read the version; the rest uses the config's cipher.
         let key = key.with_cipher(config.cipher());
