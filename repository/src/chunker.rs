@@ -166,6 +166,20 @@ impl ZeroRuns<'_> {
 const STRIDE: usize = 56;
 const _: () = assert!(STRIDE + 8 <= ZERO_RUN && STRIDE.is_multiple_of(8));
 
+/// The cuts of `data` fed in buffers of `window` bytes, as a FileSaver
+/// does (for tests).
+#[cfg(test)]
+pub(crate) fn streamed(c: &Chunker, data: &[u8], window: usize) -> Vec<usize> {
+    let (mut pos, mut got, mut tmp) = (0usize, Vec::new(), Vec::new());
+    while pos < data.len() {
+        let end = (pos + window).min(data.len());
+        c.cut(&data[pos..end], end == data.len(), &mut tmp);
+        pos += tmp.iter().sum::<usize>();
+        got.extend_from_slice(&tmp);
+    }
+    got
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,19 +192,6 @@ mod tests {
         let mut v = Vec::new();
         c.cut(data, true, &mut v);
         v
-    }
-
-    /// The cuts of `data` fed in buffers of `window` bytes, as a FileSaver
-    /// does.
-    fn streamed(c: &Chunker, data: &[u8], window: usize) -> Vec<usize> {
-        let (mut pos, mut got, mut tmp) = (0usize, Vec::new(), Vec::new());
-        while pos < data.len() {
-            let end = (pos + window).min(data.len());
-            c.cut(&data[pos..end], end == data.len(), &mut tmp);
-            pos += tmp.iter().sum::<usize>();
-            got.extend_from_slice(&tmp);
-        }
-        got
     }
 
     /// The chunks of `data` as (offset, bytes).
