@@ -567,9 +567,7 @@ fn frozen_repo_v2_restores_every_snapshot_exactly() {
             assert!(chacha.open(sealed).is_err(), "{kind} {}", info.name);
         }
     }
-    let (_t2, dir) = tempdir();
-    copy_like_a_clone(&testdata().join("repo-v2"), &dir.join("repo"));
-    assert!(matches!(open(&dir.join("repo"), b"arch-test-vectoR"), Err(RepoError::WrongPassword { .. })));
+    refuses_a_wrong_password("repo-v2");
 }
 
 fn restores_every_snapshot_exactly(name: &str) {
@@ -606,12 +604,16 @@ fn restores_every_snapshot_exactly(name: &str) {
 
 #[test]
 fn frozen_repo_wrong_password_is_refused() {
+    refuses_a_wrong_password("repo-v1");
+}
+
+fn refuses_a_wrong_password(name: &str) {
     let (_t, dir) = tempdir();
-    let repo_dir = dir.join("repo-v1");
-    copy_like_a_clone(&testdata().join("repo-v1"), &repo_dir);
+    let repo_dir = dir.join(name);
+    copy_like_a_clone(&testdata().join(name), &repo_dir);
     match open(&repo_dir, b"arch-test-vectoR") {
         Err(RepoError::WrongPassword { .. }) => {}
-        other => panic!("wrong password: {other:?}"),
+        other => panic!("{name}: wrong password: {other:?}"),
     }
 }
 
