@@ -52,6 +52,16 @@ impl Chunker {
         // the whole buffer), instead of hashing through the zeros to
         // max_size.
         let mut zeros = ZeroRuns { buf, scanned: 0, run: None };
+        // Built once per call (seeded gear tables are copied and allocated),
+        // then pointed at each chunk's window.
+        let mut cdc = FastCDC::with_level_and_seed(
+            buf,
+            min_size,
+            p.avg_size as usize,
+            max_size,
+            Normalization::Level1,
+            p.seed,
+        );
         let mut start = 0;
         while start < buf.len() {
             let zero_cut = if p.zero_runs {
@@ -60,15 +70,7 @@ impl Chunker {
                 None
             };
             let window = &buf[start..zero_cut.unwrap_or(buf.len())];
-            let mut cdc = FastCDC::with_level_and_seed(
-                window,
-                min_size,
-                p.avg_size as usize,
-                max_size,
-                Normalization::Level1,
-                p.seed,
-            );
-            let Some(c) = cdc.next() else { break };
+            let Some(c) = cdc.rechunk(window).next() else { break };
             // A chunk cut by its zero run, or by content before the end of
             // the buffer, is final: it depends only on bytes before its end.
             // One that reaches the end of a non-final buffer might have been
